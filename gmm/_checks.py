@@ -1,0 +1,81 @@
+"""Validation helpers shared by the estimator and its functions.
+
+Every message says what is wrong and what to change, because these errors reach users of
+the command-line tool unchanged.
+"""
+
+import numbers
+
+import numpy as np
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "tied_diag", "spherical")
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+    return value
+
+
+def check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+    return int(value)
+
+
+def check_real(name, value, minimum=0.0, *, strict=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number; got {value!r}.")
+    value = float(value)
+    if not np.isfinite(value) or value < minimum or (strict and value == minimum):
+        op = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {op} {minimum}; got {value}.")
+    return value
+
+
+def check_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64; got {dt}.")
+    return dt
+
+
+def check_chunk(X, w, n_features=None, *, where="X", validate_values=True):
+    """Validate one block of rows and its weights; return them as arrays (no copy).
+
+    ``X`` may be any real array of shape (n, D); ``w`` None or shape (n,).
+    """
+    X = np.asarray(X)
+    if X.ndim == 1 and n_features == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(
+            f"{where} must be a 2-D array of shape (n_samples, n_features); got {X.ndim} "
+            "dimension(s). Reshape a single feature with X.reshape(-1, 1)."
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{where} must hold real numbers; got dtype {X.dtype}.")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{where} has {X.shape[1]} features but {n_features} were expected "
+            "(every chunk, and data given to a fitted model, must have the same columns)."
+        )
+    if validate_values and X.dtype.kind == "f" and X.size and not np.isfinite(X).all():
+        raise ValueError(f"{where} contains NaN or infinity; remove or impute those rows.")
+    if w is not None:
+        w = np.asarray(w)
+        if w.ndim != 1 or w.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"sample_weight must have shape ({X.shape[0]},) to match {where}; "
+                f"got {w.shape}."
+            )
+        if w.dtype.kind not in "biuf":
+            raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}.")
+        if validate_values and w.size and not np.isfinite(w).all():
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if validate_values and w.size and (w < 0).any():
+            raise ValueError("sample_weight must be non-negative; a zero weight removes a row.")
+    return X, w

@@ -1,0 +1,159 @@
+"""The EM driver: passes over the chunk source until the objective stops improving.
+
+Each iteration is one E-step pass (sufficient statistics and the log-likelihood of the
+current parameters) and one M-step. The objective is the mean log-likelihood per unit of
+weight, plus log p(θ) / Σw with a prior (then it is the log-posterior, up to a constant).
+EM never decreases it (Bishop §9.4); where rounding or the covariance regularisation makes
+a step go down, the driver keeps the better parameters and stops, so the history it returns
+is non-decreasing between resets. A collapsed component is restarted at a poorly explained
+row (see :func:`_reset`), which may lower the objective once; those iterations are listed
+in ``reset_iterations``.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .covariance import from_full_covariance, log_prior, precision_cholesky
+from .estep import Kernel, estep, worst_rows
+from .exceptions import ConvergenceWarning
+from .init import initial_params
+from .mstep import Params, m_step, reset_components
+
+
+@dataclass(frozen=True)
+class UserInit:
+    weights: np.ndarray | None = None
+    means: np.ndarray | None = None
+    precisions_cholesky: np.ndarray | None = None
+    covariances: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """Everything a fit needs besides the data: options resolved against the data."""
+
+    n_components: int
+    covariance_type: str
+    tol: float
+    max_iter: int
+    reg_covar: float
+    prior: object
+    init: str
+    user_init: UserInit
+    dtype: np.dtype
+    rows: int
+    shift: np.ndarray
+    scale: object
+    max_resets: int = 3
+
+
+@dataclass
+class EMResult:
+    params: object
+    converged: bool
+    n_iter: int
+    history: list = field(default_factory=list)
+    n_resets: int = 0
+    reset_iterations: list = field(default_factory=list)
+
+    @property
+    def lower_bound(self):
+        return self.history[-1] if self.history else -np.inf
+
+
+def objective(stats, params, ctx):
+    value = stats.loglik
+    if ctx.prior is not None:
+        value += log_prior(ctx.covariance_type, params.means, params.precisions_cholesky, ctx.prior)
+    return value / stats.weight
+
+
+def run_em(source, params, ctx, callback=None):
+    """EM from ``params`` until convergence or ``ctx.max_iter`` iterations."""
+    result = EMResult(params, False, 0)
+    resets_left = np.full(ctx.n_components, ctx.max_resets)
+    previous = None
+    just_reset = False
+    for iteration in range(1, ctx.max_iter + 1):
+        stats = estep(params, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows)
+        value = objective(stats, params, ctx)
+        if previous is not None and not just_reset and value < previous[0]:
+            # Only rounding or the reg_covar term can do this: keep the better parameters.
+            result.params = previous[1]
+            result.converged = previous[0] - value < ctx.tol
+            if not result.converged:
+                warnings.warn(
+                    f"the objective decreased by {previous[0] - value:.3g} at iteration "
+                    f"{iteration}; EM stopped with the best parameters. This happens when "
+                    "reg_covar dominates the spread of the data or with near-singular "
+                    "components in float32: scale the data, lower reg_covar, or use "
+                    "dtype=float64.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+            break
+        result.history.append(value)
+        result.n_iter = iteration
+        new_params, collapsed = m_step(stats, ctx.covariance_type, ctx.reg_covar, ctx.prior, ctx.scale)
+        to_reset = np.flatnonzero(collapsed & (resets_left > 0))
+        if to_reset.size:
+            new_params = _reset(new_params, to_reset, collapsed, source, ctx)
+            resets_left[to_reset] -= 1
+            result.n_resets += int(to_reset.size)
+            result.reset_iterations.append(iteration)
+        converged = (
+            previous is not None and not just_reset and not to_reset.size
+            and abs(value - previous[0]) < ctx.tol
+        )
+        previous = (value, params)
+        params = new_params
+        result.params = params
+        just_reset = bool(to_reset.size)
+        if callback is not None:
+            callback(iteration, value)
+        if converged:
+            result.converged = True
+            break
+    return result
+
+
+def _reset(params, components, collapsed, source, ctx):
+    """Restart ``components`` at the rows the healthy components explain worst."""
+    healthy = ~collapsed
+    if healthy.any():
+        sub = params.copy()
+        sub.weights = sub.weights[healthy] / sub.weights[healthy].sum()
+        sub.means = sub.means[healthy]
+        if ctx.covariance_type not in ("tied", "tied_diag"):
+            sub.covariances = sub.covariances[healthy]
+            sub.precisions_cholesky = sub.precisions_cholesky[healthy]
+        kernel = Kernel.for_params(sub, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows)
+    else:
+        kernel = _data_kernel(ctx)
+    rows = worst_rows(kernel, source, len(components))
+    if rows.shape[0] == 0:
+        return params
+    # Fewer distinct candidates than components: reuse the worst ones.
+    rows = rows[np.arange(len(components)) % rows.shape[0]]
+    return reset_components(params, components, rows, ctx.covariance_type, ctx.scale)
+
+
+def _data_kernel(ctx):
+    """One Gaussian with the data's mean and covariance: what explains rows when no
+    component is healthy."""
+    cov = from_full_covariance(ctx.covariance_type, ctx.scale.covariance, 1)
+    p = Params(np.ones(1), ctx.shift[None, :].copy(), cov, precision_cholesky(ctx.covariance_type, cov))
+    return Kernel.for_params(p, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows)
+
+
+def fit_mixture(source, summary, ctx, n_init, rng, callback=None):
+    """``n_init`` runs of initialisation + EM; the run with the best final objective wins."""
+    best = None
+    for _ in range(n_init):
+        params = initial_params(ctx, source, summary, rng)
+        result = run_em(source, params, ctx, callback)
+        if best is None or result.lower_bound > best.lower_bound:
+            best = result
+    return best

@@ -1,0 +1,264 @@
+"""The E-step over a chunk source, block by block, in reused buffers.
+
+Nothing here allocates an array whose size grows with the number of rows except the outputs
+a caller asks for (labels, per-row log-likelihoods, responsibilities). Per block the work is:
+fill the quadratic features Φ (F, n), one matrix product for the log-densities (K, n), a
+max-shifted log-sum-exp in place, and one matrix product for the sufficient statistics.
+"""
+
+import numpy as np
+
+from .chunks import rows_for_budget
+from .covariance import STATS_KIND, precisions_and_logdet
+from .stats import FeatureMap, SuffStats
+
+
+def block_rows(n_components, fmap, dtype, chunk_mib):
+    """Rows per E-step block for this problem size and working-memory budget."""
+    itemsize = np.dtype(dtype).itemsize
+    # Φ, the (K, n) block, the block of X (up to float64), 3 row vectors, scratch.
+    bytes_per_row = itemsize * (fmap.F + n_components + 4 + fmap.D) + 8 * fmap.D
+    return rows_for_budget(chunk_mib, bytes_per_row)
+
+
+class Kernel:
+    """Block computations for one coefficient matrix A (K, F).
+
+    Parameters
+    ----------
+    A : ndarray (K, F)
+        Row k holds the coefficients of component k's log-density over the features.
+    fmap : FeatureMap
+    shift : ndarray (D,)
+        The shift s of the features, float64; it is rounded to ``dtype`` once here so that
+        the features and their statistics use exactly the same value.
+    dtype : float32 or float64
+    rows : int
+        Maximum rows of a block.
+    """
+
+    def __init__(self, A, fmap, shift, dtype, rows):
+        self.dtype = np.dtype(dtype)
+        self.fmap = fmap
+        self.rows = rows
+        self.A = np.ascontiguousarray(A, dtype=self.dtype)
+        self.K = A.shape[0]
+        self.shift_dt = np.asarray(shift, dtype=self.dtype)
+        self.shift = self.shift_dt.astype(np.float64)
+        self.phi = np.empty((fmap.F, rows), dtype=self.dtype)
+        self.phi[0] = 1.0
+        self.L = np.empty((self.K, rows), dtype=self.dtype)
+        self.v = np.empty((3, rows), dtype=self.dtype)
+        self.scratch = np.empty((fmap.D, rows), dtype=self.dtype) if fmap.kind == "trace" else None
+
+    @classmethod
+    def for_params(cls, params, covariance_type, shift, dtype, rows):
+        K, D = params.means.shape
+        fmap = FeatureMap(STATS_KIND[covariance_type], D)
+        P, logdet = precisions_and_logdet(covariance_type, params.precisions_cholesky, K, D)
+        A = fmap.coefficients(np.log(params.weights), logdet, P, params.means - shift_as(shift, dtype))
+        return cls(A, fmap, shift, dtype, rows)
+
+    @classmethod
+    def for_centres(cls, centres, covariance_type, shift, dtype, rows):
+        """A kernel whose argmax is the nearest centre (hard, k-means assignment)."""
+        fmap = FeatureMap(STATS_KIND[covariance_type], centres.shape[1])
+        A = fmap.distance_coefficients(centres - shift_as(shift, dtype))
+        return cls(A, fmap, shift, dtype, rows)
+
+    # -- one block -------------------------------------------------------------------
+
+    def logits(self, x):
+        """Log-densities (K, n) of the block ``x`` (n, D), in the kernel's buffer."""
+        n = x.shape[0]
+        phi = self.phi[:, :n]
+        self.fmap.fill(phi, x, self.shift_dt, None if self.scratch is None else self.scratch[:, :n])
+        L = self.L[:, :n]
+        np.matmul(self.A, phi, out=L)
+        return L, phi
+
+    def normalize(self, L, w=None):
+        """Turn logits L into (weighted) responsibilities in place; return log p(x) per row.
+
+        The returned vector is a view of an internal buffer, valid until the next block.
+        """
+        n = L.shape[1]
+        mx, sm, scale = self.v[0, :n], self.v[1, :n], self.v[2, :n]
+        np.max(L, axis=0, out=mx)
+        L -= mx
+        np.exp(L, out=L)
+        np.sum(L, axis=0, out=sm)
+        np.divide(1.0, sm, out=scale)
+        if w is not None:
+            scale *= w
+        L *= scale
+        np.log(sm, out=sm)
+        sm += mx
+        return sm
+
+
+def shift_as(shift, dtype):
+    """The shift as the kernel will really use it: rounded to ``dtype``, back in float64."""
+    return np.asarray(shift, dtype=dtype).astype(np.float64)
+
+
+def _weights(w, dtype):
+    return None if w is None else np.asarray(w, dtype=dtype)
+
+
+def _dot(ll, w):
+    return float(ll.sum(dtype=np.float64)) if w is None else float(np.dot(ll, w))
+
+
+# -- passes over a source -------------------------------------------------------------
+
+
+def accumulate(kernel, source):
+    """One E-step: raw sums M (K, F) float64, Σ w log p(x), Σ w."""
+    M = np.zeros((kernel.K, kernel.fmap.F))
+    loglik = 0.0
+    weight = 0.0
+    for x, w in source.chunks(kernel.rows):
+        if x.shape[0] == 0:
+            continue
+        w = _weights(w, kernel.dtype)
+        L, phi = kernel.logits(x)
+        ll = kernel.normalize(L, w)
+        loglik += _dot(ll, w)
+        weight += x.shape[0] if w is None else float(w.sum(dtype=np.float64))
+        M += L @ phi.T
+    return M, loglik, weight
+
+
+def estep(params, covariance_type, source, shift, dtype, rows):
+    """E-step over the whole source: :class:`SuffStats` centred on the current means."""
+    kernel = Kernel.for_params(params, covariance_type, shift, dtype, rows)
+    M, loglik, weight = accumulate(kernel, source)
+    return SuffStats.from_raw(kernel.fmap, M, kernel.shift, params.means, loglik, weight)
+
+
+def hard_stats(centres, covariance_type, source, shift, dtype, rows):
+    """Statistics of the hard assignment of every row to its nearest centre."""
+    kernel = Kernel.for_centres(centres, covariance_type, shift, dtype, rows)
+    K = kernel.K
+    M = np.zeros((K, kernel.fmap.F))
+    weight = 0.0
+    for x, w in source.chunks(kernel.rows):
+        n = x.shape[0]
+        if n == 0:
+            continue
+        w = _weights(w, kernel.dtype)
+        L, phi = kernel.logits(x)
+        labels = np.argmax(L, axis=0)
+        L[...] = 0.0
+        L[labels, np.arange(n)] = 1.0 if w is None else w
+        weight += n if w is None else float(w.sum(dtype=np.float64))
+        M += L @ phi.T
+    return SuffStats.from_raw(kernel.fmap, M, kernel.shift, centres, 0.0, weight)
+
+
+def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key):
+    """Statistics of random responsibilities (``init='random'``), reproducible per row.
+
+    The uniform numbers of global rows [b B, (b+1) B) come from their own Philox stream, so
+    the result does not depend on how the source is chunked.
+    """
+    D = source.n_features
+    fmap = FeatureMap(STATS_KIND[covariance_type], D)
+    kernel = Kernel(np.zeros((K, fmap.F)), fmap, shift, dtype, rows)
+    B = 4096
+    M = np.zeros((K, fmap.F))
+    weight = 0.0
+    start = 0
+    for x, w in source.chunks(rows):
+        n = x.shape[0]
+        if n == 0:
+            continue
+        _, phi = kernel.logits(x)
+        first, last = start // B, (start + n - 1) // B
+        blocks = [
+            np.random.Generator(np.random.Philox(key=key, counter=[0, b, 0, 0])).random((B, K))
+            for b in range(first, last + 1)
+        ]
+        R = np.concatenate(blocks)[start - first * B : start - first * B + n]
+        R /= R.sum(axis=1, keepdims=True)
+        if w is not None:
+            R *= np.asarray(w, dtype=np.float64)[:, None]
+        weight += n if w is None else float(np.sum(w, dtype=np.float64))
+        M += R.T.astype(kernel.dtype) @ phi.T
+        start += n
+    centres = np.broadcast_to(kernel.shift, (K, D)).copy()
+    return SuffStats.from_raw(fmap, M, kernel.shift, centres, 0.0, weight)
+
+
+def score_rows(kernel, source, out):
+    """Write log p(x) of every row into ``out`` (N,)."""
+    i = 0
+    for x, _ in source.chunks(kernel.rows):
+        n = x.shape[0]
+        L, _ = kernel.logits(x)
+        out[i : i + n] = kernel.normalize(L)
+        i += n
+    return out
+
+
+def predict_rows(kernel, source, out):
+    """Write the index of the most likely component of every row into ``out`` (N,)."""
+    i = 0
+    for x, _ in source.chunks(kernel.rows):
+        n = x.shape[0]
+        L, _ = kernel.logits(x)
+        out[i : i + n] = np.argmax(L, axis=0)
+        i += n
+    return out
+
+
+def proba_rows(kernel, source, out):
+    """Write the responsibilities of every row into ``out`` (N, K)."""
+    i = 0
+    for x, _ in source.chunks(kernel.rows):
+        n = x.shape[0]
+        L, _ = kernel.logits(x)
+        kernel.normalize(L)
+        out[i : i + n] = L.T
+        i += n
+    return out
+
+
+def loglik_and_entropy(kernel, source):
+    """Σ w log p(x), Σ w, and Σ w H(r) with H the entropy of the responsibilities."""
+    loglik = weight = entropy = 0.0
+    for x, w in source.chunks(kernel.rows):
+        if x.shape[0] == 0:
+            continue
+        w = _weights(w, kernel.dtype)
+        L, _ = kernel.logits(x)
+        ll = kernel.normalize(L)
+        loglik += _dot(ll, w)
+        weight += x.shape[0] if w is None else float(w.sum(dtype=np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rlogr = np.where(L > 0, L * np.log(L), 0.0).sum(axis=0)
+        entropy -= _dot(rlogr, w)
+    return loglik, weight, entropy
+
+
+def worst_rows(kernel, source, count):
+    """The ``count`` rows (of positive weight) with the lowest log-density, worst first."""
+    best_vals = np.empty(0)
+    best_rows = np.empty((0, source.n_features))
+    for x, w in source.chunks(kernel.rows):
+        n = x.shape[0]
+        if n == 0:
+            continue
+        L, _ = kernel.logits(x)
+        ll = kernel.normalize(L).astype(np.float64)
+        if w is not None:
+            ll[np.asarray(w) <= 0] = np.inf
+        take = min(count, n)
+        idx = np.argpartition(ll, take - 1)[:take]
+        idx = idx[np.isfinite(ll[idx])]
+        vals = np.concatenate([best_vals, ll[idx]])
+        rows = np.concatenate([best_rows, np.asarray(x[idx], dtype=np.float64)])
+        order = np.argsort(vals, kind="stable")[:count]
+        best_vals, best_rows = vals[order], rows[order]
+    return best_rows

@@ -1,0 +1,468 @@
+"""The :class:`GaussianMixture` estimator: it validates, wires the private functions of the
+other modules together, and holds the fitted attributes."""
+
+import warnings
+
+import numpy as np
+
+from . import covariance as cov
+from ._checks import (
+    COVARIANCE_TYPES,
+    INIT_METHODS,
+    check_choice,
+    check_dtype,
+    check_int,
+    check_real,
+)
+from .chunks import ValidatedSource, as_source, summarize
+from .em import FitContext, UserInit, fit_mixture
+from .estep import Kernel, block_rows, loglik_and_entropy, predict_rows, proba_rows, score_rows
+from .exceptions import ConvergenceWarning
+from .mstep import Params, data_scale
+from .prior import Prior, resolve_prior
+from .stats import FeatureMap
+
+FORMAT = "gmm.GaussianMixture/1"
+
+
+def check_random_state(random_state):
+    """A ``numpy.random.Generator`` from None, an int seed, or a Generator (used as is)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (
+        isinstance(random_state, int | np.integer) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(random_state)
+    raise ValueError(
+        "random_state must be None, an int seed or a numpy.random.Generator; "
+        f"got {type(random_state).__name__}."
+    )
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by EM over chunks of the data.
+
+    The names follow scikit-learn's ``GaussianMixture``; in addition ``fit`` takes sample
+    weights and chunk sources, a conjugate prior gives MAP estimates, and collapsing
+    components are reset instead of raising.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of Gaussians K.
+    covariance_type : {"full", "tied", "diag", "tied_diag", "spherical"}, default "full"
+        Structure of the covariances: one full matrix each, one shared full matrix, one
+        diagonal each, one shared diagonal, or one variance each.
+    tol : float, default 1e-3
+        EM stops when the mean log-likelihood per sample (log-posterior with a prior) changes
+        by less than this.
+    reg_covar : float, default 1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default 100
+        EM iterations per initialisation.
+    n_init : int, default 1
+        Initialisations; the best fit is kept.
+    init : {"kmeans", "k-means++", "random", "random_from_data"}, default "kmeans"
+        How the first parameters are found.
+    weights_init, means_init, precisions_init : array-like, optional
+        User-given first parameters, with scikit-learn's shapes (``tied_diag``: (D,)).
+    prior : None, "default" or dict, optional
+        Conjugate prior for MAP estimation; see :func:`gmm.prior.resolve_prior`.
+    chunk_mib : float, default 64
+        Working-memory budget of one E-step block, in MiB.
+    dtype : float32 or float64, default float32
+        Precision of the per-row work; sums over rows are always float64.
+    random_state : None, int or numpy.random.Generator
+        None gives a different result each run; an int, the same bytes each run.
+    callback : callable, optional
+        ``callback(iteration, objective)`` after every EM iteration.
+
+    Attributes
+    ----------
+    weights_ : ndarray (K,)
+    means_ : ndarray (K, D)
+    covariances_, precisions_cholesky_ : ndarray
+        Shapes by covariance type, see :mod:`gmm.covariance`.
+    converged_ : bool
+    n_iter_ : int
+        EM iterations of the best initialisation.
+    lower_bound_ : float
+        Objective of the last E-step (mean log-likelihood, or log-posterior, per sample).
+    history_ : ndarray
+        The objective at every iteration of the best initialisation.
+    n_resets_ : int
+        Collapsed components that were reset.
+    reset_iterations_ : list of int
+        Iterations after which a reset happened (the objective may drop once after each).
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        prior=None,
+        chunk_mib=64,
+        dtype=np.float32,
+        random_state=None,
+        callback=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init = init
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.prior = prior
+        self.chunk_mib = chunk_mib
+        self.dtype = dtype
+        self.random_state = random_state
+        self.callback = callback
+
+    # -- validation ------------------------------------------------------------------
+
+    def _check_options(self):
+        check_int("n_components", self.n_components, 1)
+        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_real("tol", self.tol, 0.0)
+        check_real("reg_covar", self.reg_covar, 0.0)
+        check_int("max_iter", self.max_iter, 1)
+        check_int("n_init", self.n_init, 1)
+        check_choice("init", self.init, INIT_METHODS)
+        check_real("chunk_mib", self.chunk_mib, 0.0, strict=True)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError("callback must be callable as callback(iteration, objective).")
+        return check_dtype(self.dtype)
+
+    def _check_user_init(self, D):
+        K, ctype = self.n_components, self.covariance_type
+        weights = means = prec_chol = covariances = None
+        if self.weights_init is not None:
+            weights = np.array(self.weights_init, dtype=np.float64)
+            if weights.shape != (K,) or not np.isfinite(weights).all() or (weights < 0).any():
+                raise ValueError(f"weights_init must be {K} non-negative numbers.")
+            if not np.isclose(weights.sum(), 1.0, atol=1e-6):
+                raise ValueError(f"weights_init must sum to 1; they sum to {weights.sum():.6g}.")
+            weights /= weights.sum()
+        if self.means_init is not None:
+            means = np.array(self.means_init, dtype=np.float64)
+            if means.shape != (K, D) or not np.isfinite(means).all():
+                raise ValueError(f"means_init must be a finite array of shape ({K}, {D}).")
+        if self.precisions_init is not None:
+            P = np.array(self.precisions_init, dtype=np.float64)
+            shape = cov.expected_shape(ctype, K, D)
+            if P.shape != shape or not np.isfinite(P).all():
+                raise ValueError(
+                    f"precisions_init for covariance_type={ctype!r} must be a finite array "
+                    f"of shape {shape}; got {P.shape}."
+                )
+            try:
+                prec_chol = cov.precision_cholesky_from_precisions(ctype, P)
+            except Exception:
+                prec_chol = None
+            if prec_chol is None or not np.isfinite(prec_chol).all() or (
+                ctype not in ("full", "tied") and (P <= 0).any()
+            ):
+                raise ValueError("precisions_init must be positive definite.")
+            covariances = cov.covariances_from_precision_cholesky(ctype, prec_chol)
+        return UserInit(weights, means, prec_chol, covariances)
+
+    def _check_fitted(self):
+        if not hasattr(self, "means_"):
+            raise ValueError("this GaussianMixture is not fitted yet; call fit(X) first.")
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(self, X, sample_weight=None):
+        """Fit the mixture by EM.
+
+        Parameters
+        ----------
+        X : array-like (N, D), numpy.memmap, or chunk source
+            A chunk source is a re-iterable of ``(X_chunk, w_chunk)`` pairs.
+        sample_weight : array-like (N,), optional
+            Non-negative weights; integer weights act as repeated rows, zero removes a row.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For invalid options or data: NaN or infinity, wrong shape, negative weights,
+            no rows or no weight.
+        """
+        dtype = self._check_options()
+        source = as_source(X, sample_weight)
+        summary = summarize(source)
+        D = summary.n_features
+        K = self.n_components
+        if self.reg_covar == 0.0 and self.prior is None:
+            if np.linalg.eigvalsh(summary.covariance)[0] <= 0.0:
+                raise ValueError(
+                    "the data's covariance is singular (a constant or collinear column), so "
+                    "the likelihood is unbounded with reg_covar=0; set reg_covar > 0 or use "
+                    "a prior."
+                )
+        prior = resolve_prior(self.prior, self.covariance_type, K, summary.mean, summary.covariance)
+        fmap = FeatureMap(cov.STATS_KIND[self.covariance_type], D)
+        ctx = FitContext(
+            n_components=K,
+            covariance_type=self.covariance_type,
+            tol=float(self.tol),
+            max_iter=int(self.max_iter),
+            reg_covar=float(self.reg_covar),
+            prior=prior,
+            init=self.init,
+            user_init=self._check_user_init(D),
+            dtype=dtype,
+            rows=block_rows(K, fmap, dtype, self.chunk_mib),
+            shift=summary.mean,
+            scale=data_scale(summary, float(self.reg_covar), K),
+        )
+        rng = check_random_state(self.random_state)
+        result = fit_mixture(source, summary, ctx, self.n_init, rng, self.callback)
+        self._set_params(result.params)
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.history_ = np.array(result.history)
+        self.lower_bound_ = result.lower_bound
+        self.n_resets_ = result.n_resets
+        self.reset_iterations_ = list(result.reset_iterations)
+        self.prior_ = prior
+        self.n_features_in_ = D
+        if not self.converged_:
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations (last change of "
+                "the objective above tol); raise max_iter or tol, or check the data's scale.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def fit_predict(self, X, sample_weight=None):
+        """Fit, then return the most likely component of every row."""
+        return self.fit(X, sample_weight).predict(X)
+
+    def _set_params(self, params):
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+
+    @property
+    def params_(self):
+        self._check_fitted()
+        return Params(self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    @property
+    def precisions_(self):
+        """The precision matrices (inverse covariances), in the covariance type's layout."""
+        self._check_fitted()
+        U = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            return U @ U.transpose(0, 2, 1)
+        if self.covariance_type == "tied":
+            return U @ U.T
+        return U**2
+
+    # -- prediction ------------------------------------------------------------------
+
+    def kernel(self, n_rows_hint=None, *, dtype=None):
+        """The E-step kernel of the fitted parameters (for callers that stream blocks)."""
+        self._check_fitted()
+        dt = check_dtype(self.dtype if dtype is None else dtype)
+        fmap = FeatureMap(cov.STATS_KIND[self.covariance_type], self.means_.shape[1])
+        rows = block_rows(self.n_components, fmap, dt, self.chunk_mib)
+        shift = self.weights_ @ self.means_
+        return Kernel.for_params(self.params_, self.covariance_type, shift, dt, rows)
+
+    def _source(self, X, sample_weight=None):
+        self._check_fitted()
+        return ValidatedSource(as_source(X, sample_weight), self.means_.shape[1])
+
+    def _rows_out(self, source, fn, kernel, shape_tail, dtype):
+        n = source.n_rows
+        if n is not None:
+            return fn(kernel, source, np.empty((n, *shape_tail), dtype=dtype))
+        parts = []
+        for x, w in source.chunks(kernel.rows):
+            part = ValidatedSource(_OneBlock(x, w), source.n_features)
+            parts.append(fn(kernel, part, np.empty((x.shape[0], *shape_tail), dtype=dtype)))
+        return np.concatenate(parts) if parts else np.empty((0, *shape_tail), dtype=dtype)
+
+    def predict(self, X):
+        """Index of the most likely component of every row, shape (N,)."""
+        source = self._source(X)
+        return self._rows_out(source, predict_rows, self.kernel(), (), np.intp)
+
+    def predict_proba(self, X):
+        """Responsibilities, shape (N, K), in the model's dtype."""
+        source = self._source(X)
+        kernel = self.kernel()
+        return self._rows_out(source, proba_rows, kernel, (self.n_components,), kernel.dtype)
+
+    def score_samples(self, X):
+        """log p(x) of every row, shape (N,)."""
+        source = self._source(X)
+        return self._rows_out(source, score_rows, self.kernel(), (), np.float64)
+
+    def _loglik(self, X, sample_weight):
+        source = self._source(X, sample_weight)
+        loglik, weight, entropy = loglik_and_entropy(self.kernel(), source)
+        if weight <= 0:
+            raise ValueError("X has no rows (or only zero weights) to score.")
+        return loglik, weight, entropy
+
+    def score(self, X, sample_weight=None):
+        """Weighted mean log-likelihood per sample."""
+        loglik, weight, _ = self._loglik(X, sample_weight)
+        return loglik / weight
+
+    def n_parameters(self):
+        """Free parameters of the model (weights, means, covariances)."""
+        self._check_fitted()
+        return cov.n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion, -2 log L + p log N (N = total weight); lower is better."""
+        loglik, weight, _ = self._loglik(X, sample_weight)
+        return -2.0 * loglik + self.n_parameters() * np.log(weight)
+
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion, -2 log L + 2 p; lower is better."""
+        loglik, _, _ = self._loglik(X, sample_weight)
+        return -2.0 * loglik + 2.0 * self.n_parameters()
+
+    def icl(self, X, sample_weight=None):
+        """Integrated completed likelihood: BIC + 2 × entropy of the responsibilities."""
+        loglik, weight, entropy = self._loglik(X, sample_weight)
+        return -2.0 * loglik + self.n_parameters() * np.log(weight) + 2.0 * entropy
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw ``n_samples`` rows from the fitted mixture.
+
+        Returns
+        -------
+        X : ndarray (n_samples, D)
+        labels : ndarray (n_samples,)
+            The component each row was drawn from.
+        """
+        self._check_fitted()
+        n_samples = check_int("n_samples", n_samples, 0)
+        rng = check_random_state(random_state)
+        K, D = self.means_.shape
+        counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
+        full = cov.full_covariances(self.covariance_type, self.covariances_, K, D)
+        X = np.empty((n_samples, D))
+        start = 0
+        for k, c in enumerate(counts):
+            X[start : start + c] = rng.multivariate_normal(self.means_[k], full[k], size=c,
+                                                           method="cholesky")
+            start += c
+        return X, np.repeat(np.arange(K), counts)
+
+    # -- persistence -----------------------------------------------------------------
+
+    def to_dict(self):
+        """The fitted parameters and options as plain JSON-able values (exact round trip)."""
+        self._check_fitted()
+        prior = self.prior_.to_dict() if isinstance(self.prior_, Prior) else None
+        return {
+            "format": FORMAT,
+            "n_components": int(self.n_components),
+            "covariance_type": self.covariance_type,
+            "n_features": int(self.means_.shape[1]),
+            "weights": self.weights_.tolist(),
+            "means": self.means_.tolist(),
+            "covariances": np.asarray(self.covariances_).tolist(),
+            "precisions_cholesky": np.asarray(self.precisions_cholesky_).tolist(),
+            "converged": bool(self.converged_),
+            "n_iter": int(self.n_iter_),
+            "lower_bound": float(self.lower_bound_),
+            "history": [float(v) for v in self.history_],
+            "n_resets": int(self.n_resets_),
+            "options": {
+                "tol": float(self.tol),
+                "reg_covar": float(self.reg_covar),
+                "max_iter": int(self.max_iter),
+                "n_init": int(self.n_init),
+                "init": self.init,
+                "chunk_mib": float(self.chunk_mib),
+                "dtype": np.dtype(self.dtype).name,
+                "prior": prior,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        """Rebuild a fitted model from :meth:`to_dict` output; raises ValueError if malformed."""
+        try:
+            if data.get("format") != FORMAT:
+                raise ValueError(f"not a {FORMAT} model (format={data.get('format')!r})")
+            opts = data.get("options", {})
+            model = cls(
+                int(data["n_components"]),
+                covariance_type=data["covariance_type"],
+                tol=opts.get("tol", 1e-3),
+                reg_covar=opts.get("reg_covar", 1e-6),
+                max_iter=opts.get("max_iter", 100),
+                n_init=opts.get("n_init", 1),
+                init=opts.get("init", "kmeans"),
+                chunk_mib=opts.get("chunk_mib", 64),
+                dtype=opts.get("dtype", "float32"),
+            )
+            model._check_options()
+            K, D = model.n_components, int(data["n_features"])
+            weights = np.array(data["weights"], dtype=np.float64)
+            means = np.array(data["means"], dtype=np.float64)
+            covs = np.array(data["covariances"], dtype=np.float64)
+            prec = np.array(data["precisions_cholesky"], dtype=np.float64)
+            shape = cov.expected_shape(model.covariance_type, K, D)
+            if weights.shape != (K,) or means.shape != (K, D) or covs.shape != shape or prec.shape != shape:
+                raise ValueError("parameter shapes do not match n_components and n_features")
+            for a in (weights, means, covs, prec):
+                if not np.isfinite(a).all():
+                    raise ValueError("parameters must be finite")
+            model._set_params(Params(weights, means, covs, prec))
+            model.converged_ = bool(data.get("converged", True))
+            model.n_iter_ = int(data.get("n_iter", 0))
+            model.history_ = np.array(data.get("history", []), dtype=np.float64)
+            model.lower_bound_ = float(data.get("lower_bound", np.nan))
+            model.n_resets_ = int(data.get("n_resets", 0))
+            model.reset_iterations_ = []
+            model.n_features_in_ = D
+            p = opts.get("prior")
+            model.prior_ = None if p is None else Prior(
+                np.array(p["mean"]), float(p["shrinkage"]), float(p["dof"]),
+                np.array(p["scale"]) if np.ndim(p["scale"]) else float(p["scale"]))
+            model.prior = None if p is None else dict(p)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"malformed model parameters: missing or invalid {err}") from None
+        return model
+
+
+class _OneBlock:
+    """A one-block chunk source (to validate and process a block of an unsized source)."""
+
+    def __init__(self, x, w):
+        self.x, self.w = x, w
+        self.n_features = x.shape[1]
+        self.n_rows = x.shape[0]
+
+    def chunks(self, max_rows):
+        for a in range(0, self.x.shape[0], max_rows):
+            yield self.x[a : a + max_rows], None if self.w is None else self.w[a : a + max_rows]
