@@ -1,0 +1,12 @@
+"""segment: segment and colour-quantise images with Gaussian mixture models."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import SegmentError
+
+try:
+    __version__ = version("segment")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["SegmentError", "__version__"]
