@@ -1,0 +1,60 @@
+"""Helpers shared by the benchmark scripts: run a job in a fresh process and read its peak
+resident memory, so that one measurement cannot inherit another's heap."""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_isolated(module, func, *args, timeout=3600):
+    """Run ``module.func(*args)`` in a new interpreter; return its dict result.
+
+    The result gets ``peak_rss_mb``: the child's maximum resident set size (ru_maxrss).
+    """
+    code = (
+        "import json, resource, sys; sys.path.insert(0, %r); import %s as m; "
+        "r = m.%s(*json.loads(sys.argv[1])); "
+        "r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+        "print('RESULT' + json.dumps(r))" % (str(HERE), module, func)
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(list(args))],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[6:])
+    raise RuntimeError(f"{module}.{func}{args} failed:\n{out.stderr[-2000:]}")
+
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+
+
+def print_table(rows, columns):
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).rjust(w) for c, w in zip(columns, widths, strict=True)))
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)

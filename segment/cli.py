@@ -1,0 +1,329 @@
+"""The ``segment`` command line. Commands declare options and call one library function;
+every :class:`SegmentError` becomes one line on stderr and exit status 1 (usage errors are
+Typer's, status 2). No traceback reaches the user."""
+
+import contextlib
+import json
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__
+from .errors import SegmentError
+
+app = typer.Typer(
+    name="segment",
+    help="Segment and colour-quantise images with Gaussian mixture models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+
+class Covariance(str, Enum):
+    full = "full"
+    tied = "tied"
+    diag = "diag"
+    tied_diag = "tied_diag"
+    spherical = "spherical"
+
+
+class Space(str, Enum):
+    rgb = "rgb"
+    lab = "lab"
+
+
+class Init(str, Enum):
+    kmeans = "kmeans"
+    kmeanspp = "k-means++"
+    random = "random"
+    random_from_data = "random_from_data"
+
+
+# -- shared options ---------------------------------------------------------------------
+
+K = Annotated[int, typer.Option("-k", "--k", min=1, max=65535, help="Number of mixture components (segments / colours).")]
+OUT_DIR = Annotated[Path, typer.Option("-o", "--out-dir", help="Folder for the outputs (created if missing).", file_okay=False)]
+COV = Annotated[Covariance, typer.Option("-c", "--covariance", help="Covariance structure of each component.")]
+SPACE = Annotated[Space, typer.Option("--space", help="Colour space of the features.")]
+XY = Annotated[float, typer.Option("--xy", min=0.0, help="Weight of the pixel position (x, y) as extra features; 0 = colour only. Try 0.5–2 for compact segments.")]
+SEED = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives byte-identical outputs.")]
+MAX_ITER = Annotated[int, typer.Option("--max-iter", min=1, help="Maximum EM iterations.")]
+TOL = Annotated[float, typer.Option("--tol", min=0.0, help="Stop when the mean log-likelihood per pixel changes less than this.")]
+INIT = Annotated[Init, typer.Option("--init", help="Initialisation of EM.")]
+RESTARTS = Annotated[int, typer.Option("--restarts", min=1, help="Number of initialisations; the best fit is kept.")]
+PRIOR = Annotated[bool, typer.Option("--prior/--no-prior", help="MAP fit with a conjugate prior (Fraley & Raftery 2007) instead of maximum likelihood.")]
+MEMORY = Annotated[float, typer.Option("--memory-mib", help="Working-memory budget of the EM's per-chunk work, in MiB.")]
+PLOTS = Annotated[bool, typer.Option("--plots/--no-plots", help="Write the log-likelihood and density plots.")]
+OVERWRITE = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+ALL_FRAMES = Annotated[bool, typer.Option("--all-frames", help="Process every frame of animated / multi-page files (default: the first).")]
+MAX_PIXELS = Annotated[int | None, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (default: Pillow's decompression-bomb limit, about 89 million).")]
+QUIET = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")]
+JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+
+
+def _version(value: bool):
+    if value:
+        out_console.print(f"segment {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+):
+    """Segment and colour-quantise images with Gaussian mixture models fitted by EM."""
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+
+def _fail(message):
+    err_console.print(f"segment: error: {message}", markup=False)
+
+
+@contextlib.contextmanager
+def _errors_to_exit():
+    """Turn the failures a user can meet into one line and a status, never a traceback."""
+    try:
+        yield
+    except SegmentError as err:
+        _fail(err)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _fail("interrupted; no partial output was left.")
+        raise typer.Exit(130) from None
+    except MemoryError:
+        _fail("out of memory; try a smaller --memory-mib, fewer components, or a smaller image.")
+        raise typer.Exit(1) from None
+
+
+def _progress(quiet):
+    if quiet or not err_console.is_terminal:
+        return None
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("iter {task.completed:>3.0f}"),
+        TextColumn("{task.fields[value]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _fmt(v, spec):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "inf" if v > 0 else "-inf"
+    return format(v, spec)
+
+
+def _print_summary(s):
+    conv = "converged" if s.get("converged", True) else "not converged"
+    parts = [f"[bold]{s['input']}[/bold]" + (f" frame {s['frame']}" if s.get("frame") else ""),
+             f"k={s['k']}"]
+    if "iterations" in s:
+        parts.append(f"{s['iterations']} iterations ({conv})")
+    parts += [f"log-lik/pixel={_fmt(s['log_likelihood'], '.4f')}", f"BIC={_fmt(s['bic'], '.6g')}",
+              f"PSNR={_fmt(s['psnr_db'], '.2f')} dB", f"{s['seconds']:.2f} s"]
+    out_console.print("  ".join(parts))
+    for note in s.get("notes", []):
+        err_console.print(f"  note: {note}", markup=False)
+
+
+def _json_out(obj):
+    sys.stdout.write(json.dumps(obj, indent=1, allow_nan=True) + "\n")
+
+
+def _run_files(paths, work, *, quiet, as_json, progress_label):
+    """Run ``work(path, on_iteration)`` over files; a failing file does not stop the rest."""
+    from .pipeline import stems_for
+
+    with _errors_to_exit():
+        stems = stems_for(paths)
+    results, failed = [], 0
+    progress = _progress(quiet)
+    for path, stem in zip(paths, stems, strict=True):
+        try:
+            with progress or contextlib.nullcontext():
+                on_iteration = None
+                if progress is not None:
+                    task = progress.add_task(f"{progress_label} {path.name}", total=None, value="")
+
+                    def on_iteration(i, v, task=task):
+                        progress.update(task, completed=i, value=f"log-lik {v:.4f}")
+
+                summaries = work(path, stem, on_iteration)
+        except SegmentError as err:
+            _fail(err)
+            failed += 1
+            continue
+        except MemoryError:
+            _fail(f"{path}: out of memory; try a smaller --memory-mib or fewer components.")
+            failed += 1
+            continue
+        except KeyboardInterrupt:
+            _fail("interrupted; no partial output was left.")
+            raise typer.Exit(130) from None
+        for s in summaries:
+            results.append(s)
+            if not quiet and not as_json:
+                _print_summary(s)
+    if as_json:
+        _json_out(results)
+    if failed:
+        raise typer.Exit(1)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@app.command("image", epilog=(
+    "Examples:\n\n"
+    "  segment image photo.jpg -k 6 -o out/\n\n"
+    "  segment image images/*.png --space lab --xy 1 -o out/ --overwrite\n\n"
+    "  segment image scan.tif -k 12 --covariance diag --no-plots --json"
+))
+def image_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files to segment.", show_default=False)],
+    k: K = 8,
+    out_dir: OUT_DIR = Path("segmented"),
+    covariance: COV = Covariance.full,
+    space: SPACE = Space.rgb,
+    xy: XY = 0.0,
+    seed: SEED = 0,
+    max_iter: MAX_ITER = 100,
+    tol: TOL = 1e-3,
+    init: INIT = Init.kmeans,
+    restarts: RESTARTS = 1,
+    prior: PRIOR = False,
+    memory_mib: MEMORY = 64.0,
+    plots: PLOTS = True,
+    overwrite: OVERWRITE = False,
+    all_frames: ALL_FRAMES = False,
+    max_pixels: MAX_PIXELS = None,
+    quiet: QUIET = False,
+    json_: JSON = False,
+):
+    """Segment images: for each NAME.EXT write NAME.segmented.png, NAME.quantized.png,
+    NAME.labels.png, NAME.loglik.png, NAME.density.png and NAME.model.json into OUT_DIR."""
+    from .options import FitOptions
+    from .pipeline import segment_file
+
+    options = FitOptions(k=k, covariance_type=covariance.value, space=space.value, xy=xy,
+                         seed=seed, max_iter=max_iter, tol=tol, init=init.value,
+                         n_init=restarts, prior=prior, chunk_mib=memory_mib)
+    with _errors_to_exit():
+        options.validate()
+
+    def work(path, stem, on_iteration):
+        return segment_file(path, out_dir, options, stem=stem, overwrite=overwrite, plots=plots,
+                            all_frames=all_frames, max_pixels=max_pixels,
+                            on_iteration=on_iteration, inputs=paths)
+
+    _run_files(paths, work, quiet=quiet, as_json=json_, progress_label="EM")
+
+
+@app.command("apply", epilog=(
+    "Examples:\n\n"
+    "  segment apply --model out/photo.model.json other.jpg -o out2/\n\n"
+    "  segment apply -m series.model.json frames/*.png -o labelled/ --no-plots"
+))
+def apply_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files to label.", show_default=False)],
+    model: Annotated[Path, typer.Option("-m", "--model", help="A NAME.model.json written by 'segment image'.", show_default=False)],
+    out_dir: OUT_DIR = Path("segmented"),
+    plots: PLOTS = True,
+    overwrite: OVERWRITE = False,
+    all_frames: ALL_FRAMES = False,
+    max_pixels: MAX_PIXELS = None,
+    quiet: QUIET = False,
+    json_: JSON = False,
+):
+    """Segment images with a saved model, without fitting: the same colour gets the same
+    label in every image."""
+    from .pipeline import apply_file, load_model_file
+
+    with _errors_to_exit():
+        gm, options, _ = load_model_file(model)
+
+    def work(path, stem, on_iteration):
+        return apply_file(gm, options, path, out_dir, stem=stem, overwrite=overwrite,
+                          plots=plots, all_frames=all_frames, max_pixels=max_pixels,
+                          inputs=[*paths, model])
+
+    _run_files(paths, work, quiet=quiet, as_json=json_, progress_label="apply")
+
+
+@app.command("quantize", epilog=(
+    "Examples:\n\n"
+    "  segment quantize photo.png -k 16 -o photo.q16.png\n\n"
+    "  segment quantize logo.png -k 4 -o small.png --overwrite --json"
+))
+def quantize_cmd(
+    path: Annotated[Path, typer.Argument(help="Image file to quantise.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output palette PNG.", show_default=False, dir_okay=False)],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=256, help="Maximum number of colours (1–256).")] = 16,
+    space: SPACE = Space.rgb,
+    seed: SEED = 0,
+    max_iter: MAX_ITER = 100,
+    tol: TOL = 1e-3,
+    overwrite: OVERWRITE = False,
+    max_pixels: MAX_PIXELS = None,
+    quiet: QUIET = False,
+    json_: JSON = False,
+):
+    """Colour-quantise an image into a palette PNG with at most K colours, fitted by a
+    Gaussian mixture; reports PSNR and the size ratio."""
+    from .pipeline import quantize_file
+
+    progress = _progress(quiet)
+    with _errors_to_exit(), progress or contextlib.nullcontext():
+        on_iteration = None
+        if progress is not None:
+            task = progress.add_task(f"EM {path.name}", total=None, value="")
+
+            def on_iteration(i, v):
+                progress.update(task, completed=i, value=f"log-lik {v:.4f}")
+
+        s = quantize_file(path, output, k=k, seed=seed, space=space.value, max_iter=max_iter,
+                          tol=tol, overwrite=overwrite, max_pixels=max_pixels,
+                          on_iteration=on_iteration)
+    if json_:
+        _json_out(s)
+    elif not quiet:
+        ratio = "-" if s["size_ratio"] is None else f"{s['size_ratio']:.3f}"
+        out_console.print(
+            f"[bold]{s['output']}[/bold]  {s['colours_used']} colours (k={s['k']})  "
+            f"PSNR={_fmt(s['psnr_db'], '.2f')} dB  size {s['output_bytes']} / {s['input_bytes']} "
+            f"bytes = {ratio}  {s['seconds']:.2f} s"
+        )
+        for note in s["notes"]:
+            err_console.print(f"  note: {note}", markup=False)
+
+
+def main():
+    """Entry point of the ``segment`` script: never a traceback, whatever happens."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except Exception as err:  # a bug: still one line, and a non-zero status
+        _fail(f"internal error ({type(err).__name__}: {err}); please report it.")
+        sys.exit(1)

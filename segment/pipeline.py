@@ -1,0 +1,425 @@
+"""The work of the commands, one function each: segment an image, apply a saved model,
+quantise an image. The CLI only parses options and calls these.
+
+``segment_file`` is: load → pixel features → fit (EM) → labels → outputs. Each output is
+written atomically; ``NAME.model.json`` is written last, so its presence marks a complete
+set of outputs (batch ``--resume`` relies on that).
+"""
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import gmm
+
+from . import __version__
+from .errors import SegmentError
+from .features import FEATURE_NAMES, PixelData, features_to_rgb, pixel_data, rgb_to_uint8
+from .io import iter_frames, load_image
+from .options import FitOptions
+from .outputs import (
+    label_dtype,
+    psnr,
+    transparent_label,
+    write_json,
+    write_labels_png,
+    write_palette_png,
+)
+
+MODEL_FORMAT = "segment.model/1"
+OUTPUT_KINDS = ("segmented", "quantized", "labels", "loglik", "density", "model")
+PLOT_KINDS = ("loglik", "density")
+
+
+# -- fitting ----------------------------------------------------------------------------
+
+
+@dataclass
+class Segmentation:
+    """A fitted model and what it says of one image."""
+
+    model: gmm.GaussianMixture
+    data: PixelData
+    row_labels: np.ndarray  # (M,) label of each feature row
+    quantized_palette: np.ndarray  # (K, 3) uint8: each component's mean colour
+    notes: list = field(default_factory=list)
+
+    @property
+    def k(self):
+        return self.model.n_components
+
+    def label_image(self):
+        """(H, W) labels; invisible pixels get :func:`transparent_label`."""
+        lab = self.row_labels.astype(label_dtype(self.k))
+        return self.data.scatter(lab, transparent_label(self.k))
+
+    def psnr(self):
+        approx = self.quantized_palette[self.row_labels].astype(np.float64) / 255.0
+        return psnr(self.data.rgb, approx, self.data.weight)
+
+
+def _sort_components(model, space):
+    """Order the components from dark to light, so that labels read naturally and a series
+    of images gets comparable label numbers."""
+    rgb = features_to_rgb(model.means_[:, :3], space)
+    order = np.argsort(rgb @ np.array([0.2126, 0.7152, 0.0722]), kind="stable")
+    model.weights_ = model.weights_[order]
+    model.means_ = model.means_[order]
+    if model.covariance_type not in ("tied", "tied_diag"):
+        model.covariances_ = model.covariances_[order]
+        model.precisions_cholesky_ = model.precisions_cholesky_[order]
+    return model
+
+
+def _collect_notes(caught):
+    notes = []
+    for w in caught:
+        msg = str(w.message).split(". ")[0].rstrip(".") + "."
+        if msg not in notes:
+            notes.append(msg)
+    return notes
+
+
+def fit_image(image, options, on_iteration=None):
+    """Fit a mixture to one image's pixels and label them.
+
+    Parameters
+    ----------
+    image : segment.io.Image
+    options : FitOptions
+    on_iteration : callable, optional
+        ``on_iteration(iteration, objective)`` after each EM iteration.
+
+    Returns
+    -------
+    Segmentation
+    """
+    options.validate()
+    data = pixel_data(image, space=options.space, xy=options.xy)
+    notes = []
+    k = options.k
+    if data.deduplicated and len(data.X) < k:
+        notes.append(f"only {len(data.X)} distinct colours: fitted k={len(data.X)} instead of {k}.")
+        k = len(data.X)
+    model = gmm.GaussianMixture(
+        k,
+        covariance_type=options.covariance_type,
+        tol=options.tol,
+        reg_covar=options.reg_covar,
+        max_iter=options.max_iter,
+        n_init=options.n_init,
+        init=options.init,
+        prior="default" if options.prior else None,
+        chunk_mib=options.chunk_mib,
+        random_state=options.seed,
+        callback=on_iteration,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.fit(data.X, sample_weight=data.weight)
+        except ValueError as err:
+            raise SegmentError(f"{image.path}: cannot fit the mixture: {err}") from None
+    notes += _collect_notes(caught)
+    return _segmentation(_sort_components(model, options.space), data, notes)
+
+
+def _segmentation(model, data, notes):
+    row_labels = model.predict(data.X)
+    palette = rgb_to_uint8(features_to_rgb(model.means_, data.space))
+    return Segmentation(model, data, row_labels, palette, notes)
+
+
+# -- outputs ----------------------------------------------------------------------------
+
+
+def output_paths(out_dir, stem, *, plots=True):
+    """Paths of the outputs of one input, keyed by kind."""
+    kinds = OUTPUT_KINDS if plots else tuple(k for k in OUTPUT_KINDS if k not in PLOT_KINDS)
+    ext = {"model": "json"}
+    return {k: Path(out_dir) / f"{stem}.{k}.{ext.get(k, 'png')}" for k in kinds}
+
+
+def check_outputs(paths, inputs, *, overwrite):
+    """Refuse outputs that would replace an input, or (without ``overwrite``) any file."""
+    resolved_inputs = {Path(p).resolve() for p in inputs}
+    for p in paths:
+        if Path(p).resolve() in resolved_inputs:
+            raise SegmentError(f"{p} is one of the inputs; choose another output folder.")
+        if Path(p).is_dir():
+            raise SegmentError(f"cannot write {p}: it is a directory.")
+        if Path(p).exists() and not overwrite:
+            raise SegmentError(f"{p} already exists; pass --overwrite to replace it.")
+
+
+def segmented_palette(k):
+    from .plots import default_component_colors
+
+    return rgb_to_uint8(default_component_colors(k))
+
+
+def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_model=True):
+    """Write the images, plots and (last) the model file of a segmentation."""
+    labels = seg.label_image()
+    visible = seg.data.visible
+    write_palette_png(paths["segmented"], labels, segmented_palette(seg.k), visible,
+                      overwrite=overwrite)
+    write_palette_png(paths["quantized"], labels, seg.quantized_palette, visible,
+                      overwrite=overwrite)
+    write_labels_png(paths["labels"], labels, seg.k, visible, overwrite=overwrite)
+    del labels
+    if "loglik" in paths and len(getattr(seg.model, "history_", ())):
+        _plot_loglik(seg, paths["loglik"], overwrite)
+    if "density" in paths:
+        _plot_density(seg, paths["density"], overwrite)
+    if write_model:
+        write_json(paths["model"], model_document(seg, image, options, figures), overwrite=overwrite)
+
+
+def _plot_loglik(seg, path, overwrite):
+    from .plots import plot_loglik, save_figure
+
+    m = seg.model
+    fig = plot_loglik(m.history_, reset_iterations=m.reset_iterations_, converged=m.converged_,
+                      ylabel="mean log-likelihood per pixel"
+                      + (" (log-posterior)" if m.prior_ is not None else ""))
+    save_figure(fig, path, overwrite=overwrite)
+
+
+def _plot_density(seg, path, overwrite):
+    from gmm.covariance import full_covariances
+
+    from .plots import plot_density, save_figure
+
+    m, d = seg.model, seg.data
+    K, D = m.means_.shape
+    cov = full_covariances(m.covariance_type, m.covariances_, K, D)[:, :3, :3]
+    fig = plot_density(d.X[:, :3], m.weights_, m.means_[:, :3], cov, sample_colors=d.rgb,
+                       component_colors=seg.quantized_palette / 255.0,
+                       feature_names=FEATURE_NAMES[d.space], sample_weight=d.weight)
+    save_figure(fig, path, overwrite=overwrite)
+
+
+def model_document(seg, image, options, figures):
+    """The content of NAME.model.json: parameters, options, history, figures (no timings,
+    so that the same command gives the same bytes)."""
+    m = seg.model
+    return {
+        "format": MODEL_FORMAT,
+        "segment_version": __version__,
+        "input": {
+            "path": str(image.path),
+            "width": int(seg.data.shape[1]),
+            "height": int(seg.data.shape[0]),
+            "mode": image.mode,
+            "format": image.format,
+            "frame": int(image.frame),
+        },
+        "options": options.to_dict(),
+        "features": {"space": seg.data.space, "xy": seg.data.xy,
+                     "names": [*FEATURE_NAMES[seg.data.space], *(("x", "y") if seg.data.xy else ())]},
+        "labels": {"dtype": np.dtype(label_dtype(seg.k)).name,
+                   "transparent_label": transparent_label(seg.k),
+                   "order": "components sorted from dark to light"},
+        "palette": {"segmented": segmented_palette(seg.k).tolist(),
+                    "quantized": seg.quantized_palette.tolist()},
+        "summary": {k: v for k, v in figures.items() if k not in ("seconds", "outputs", "input")},
+        "history": [float(v) for v in m.history_],
+        "gmm": m.to_dict(),
+    }
+
+
+def figures_of(seg):
+    """Quality figures of a segmentation (one extra pass over the feature rows)."""
+    m, d = seg.model, seg.data
+    loglik = float(m.score(d.X, d.weight))
+    return {
+        "k": int(seg.k),
+        "iterations": int(m.n_iter_),
+        "converged": bool(m.converged_),
+        "log_likelihood": loglik,
+        "bic": float(m.bic(d.X, d.weight)),
+        "psnr_db": seg.psnr(),
+        "pixels": d.n_pixels,
+        "distinct_colours": int(len(d.X)) if d.deduplicated else None,
+        "resets": int(m.n_resets_),
+        "notes": list(seg.notes),
+    }
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def stems_for(inputs):
+    """Output stem of each input: its name without extension, or with it where two inputs
+    would otherwise share a stem."""
+    inputs = [Path(p) for p in inputs]
+    counts = {}
+    for p in inputs:
+        counts[p.stem] = counts.get(p.stem, 0) + 1
+    stems = [p.stem if counts[p.stem] == 1 else p.name for p in inputs]
+    if len(set(stems)) != len(stems):
+        dup = sorted({s for s in stems if stems.count(s) > 1})[0]
+        raise SegmentError(f"two inputs are both named {dup!r}; process them into different output folders.")
+    return stems
+
+
+def _frames(path, all_frames, max_pixels):
+    if all_frames:
+        yield from iter_frames(path, max_pixels=max_pixels)
+    else:
+        yield load_image(path, max_pixels=max_pixels)
+
+
+def segment_file(path, out_dir, options, *, stem=None, overwrite=False, plots=True,
+                 all_frames=False, max_pixels=None, on_iteration=None, inputs=()):
+    """Segment one file (each of its frames with ``all_frames``) and write its outputs.
+
+    Returns
+    -------
+    list of dict
+        One summary per frame: the figures, the outputs written and the seconds taken.
+    """
+    options.validate()
+    path = Path(path)
+    stem = stem or path.stem
+    out_dir = Path(out_dir)
+    _make_dir(out_dir)
+    summaries = []
+    for image in _frames(path, all_frames, max_pixels):
+        t0 = time.perf_counter()
+        frame_stem = stem if not all_frames or image.n_frames == 1 else f"{stem}.f{image.frame:03d}"
+        paths = output_paths(out_dir, frame_stem, plots=plots)
+        check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
+        seg = fit_image(image, options, on_iteration)
+        figures = figures_of(seg)
+        write_segmentation(seg, paths, image=image, options=options, overwrite=overwrite,
+                           figures=figures)
+        summaries.append({"input": str(path), "frame": image.frame, **figures,
+                          "seconds": time.perf_counter() - t0,
+                          "outputs": {k: str(v) for k, v in paths.items()}})
+    return summaries
+
+
+def _make_dir(out_dir):
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SegmentError(f"cannot use {out_dir} as output folder: a file has that name.") from None
+    except OSError as err:
+        raise SegmentError(f"cannot create the output folder {out_dir}: {err.strerror}.") from None
+
+
+def load_model_file(model_path):
+    """Read a NAME.model.json: the mixture and the options its features were made with."""
+    model_path = Path(model_path)
+    try:
+        doc = json.loads(model_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SegmentError(f"{model_path}: no such model file.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SegmentError(f"{model_path}: not a readable model file ({err}).") from None
+    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+        raise SegmentError(f"{model_path}: not a segment model file (expected a NAME.model.json "
+                           "written by 'segment image').")
+    try:
+        model = gmm.GaussianMixture.from_dict(doc["gmm"])
+        options = FitOptions(**doc["options"]).validate()
+    except (ValueError, KeyError, TypeError) as err:
+        raise SegmentError(f"{model_path}: the model file is damaged ({err}).") from None
+    return model, options, doc
+
+
+def apply_file(model, options, path, out_dir, *, stem=None, overwrite=False, plots=True,
+               all_frames=False, max_pixels=None, inputs=()):
+    """Label an image with a saved model (no fitting) and write its outputs."""
+    path = Path(path)
+    stem = stem or path.stem
+    out_dir = Path(out_dir)
+    _make_dir(out_dir)
+    summaries = []
+    for image in _frames(path, all_frames, max_pixels):
+        t0 = time.perf_counter()
+        frame_stem = stem if not all_frames or image.n_frames == 1 else f"{stem}.f{image.frame:03d}"
+        paths = output_paths(out_dir, frame_stem, plots=plots)
+        paths.pop("loglik", None)
+        check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
+        data = pixel_data(image, space=options.space, xy=options.xy)
+        if data.X.shape[1] != model.means_.shape[1]:
+            raise SegmentError(f"{path}: the model expects {model.means_.shape[1]} features but "
+                               f"this image gives {data.X.shape[1]}.")
+        seg = _segmentation(model, data, [])
+        figures = {"k": int(seg.k), "log_likelihood": float(model.score(data.X, data.weight)),
+                   "bic": float(model.bic(data.X, data.weight)), "psnr_db": seg.psnr(),
+                   "pixels": data.n_pixels}
+        write_segmentation(seg, paths, image=image, options=options, overwrite=overwrite,
+                           figures=figures)
+        summaries.append({"input": str(path), "frame": image.frame, **figures,
+                          "seconds": time.perf_counter() - t0,
+                          "outputs": {k: str(v) for k, v in paths.items()}})
+    return summaries
+
+
+def nearest_palette(rgb, palette):
+    """Index of the nearest palette colour (Euclidean RGB) of each row, in blocks."""
+    pal = palette.astype(np.float64) / 255.0
+    out = np.empty(len(rgb), dtype=np.intp)
+    p2 = (pal**2).sum(axis=1)
+    for a in range(0, len(rgb), 65536):
+        x = np.asarray(rgb[a : a + 65536], dtype=np.float64)
+        out[a : a + 65536] = np.argmin(p2[None, :] - 2.0 * x @ pal.T, axis=1)
+    return out
+
+
+def quantize_file(path, out_path, *, k=16, seed=0, space="rgb", max_iter=100, tol=1e-3,
+                  overwrite=False, max_pixels=None, on_iteration=None):
+    """Colour-quantise an image into a palette PNG of at most ``k`` colours.
+
+    Each pixel takes the palette colour nearest to it (which is never less faithful than
+    its most likely component's colour); the palette is the fitted components' means.
+
+    Returns
+    -------
+    dict
+        k, colours used, PSNR (dB), input and output sizes in bytes and their ratio, seconds.
+    """
+    t0 = time.perf_counter()
+    path, out_path = Path(path), Path(out_path)
+    if not 1 <= k <= 256:
+        raise SegmentError(f"k must be between 1 and 256 for a palette PNG; got {k}.")
+    if out_path.suffix.lower() != ".png":
+        raise SegmentError(f"{out_path}: the quantised image is a PNG; give the output a .png name.")
+    check_outputs([out_path], [path], overwrite=overwrite)
+    if out_path.parent != Path():
+        _make_dir(out_path.parent)
+    image = load_image(path, max_pixels=max_pixels)
+    notes = []
+    if image.alpha is not None and not image.alpha.all() and k == 256:
+        k = 255
+        notes.append("transparency takes one palette entry: used k=255.")
+    options = FitOptions(k=k, space=space, seed=seed, max_iter=max_iter, tol=tol)
+    seg = fit_image(image, options, on_iteration)
+    palette = seg.quantized_palette
+    nearest = nearest_palette(seg.data.rgb, palette)
+    indices = seg.data.scatter(nearest.astype(np.uint8 if len(palette) <= 256 else np.uint16),
+                               fill=0)
+    size = write_palette_png(out_path, indices, palette, seg.data.visible, overwrite=overwrite)
+    in_size = path.stat().st_size
+    return {
+        "input": str(path),
+        "output": str(out_path),
+        "k": int(seg.k),
+        "colours_used": int(len(np.unique(nearest))),
+        "psnr_db": psnr(seg.data.rgb, palette[nearest] / 255.0, seg.data.weight),
+        "input_bytes": int(in_size),
+        "output_bytes": int(size),
+        "size_ratio": float(size / in_size) if in_size else None,
+        "iterations": int(seg.model.n_iter_),
+        "converged": bool(seg.model.converged_),
+        "notes": seg.notes + notes,
+        "seconds": time.perf_counter() - t0,
+    }
