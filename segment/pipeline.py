@@ -233,16 +233,23 @@ def model_document(seg, image, options, figures):
     }
 
 
+def _loglik_and_bic(model, data):
+    """Mean log-likelihood per pixel and BIC of the data, from one pass."""
+    loglik = float(model.score(data.X, data.weight))
+    total = float(data.weight.sum()) if data.weight is not None else float(len(data.X))
+    return loglik, -2.0 * loglik * total + model.n_parameters() * float(np.log(total))
+
+
 def figures_of(seg):
     """Quality figures of a segmentation (one extra pass over the feature rows)."""
     m, d = seg.model, seg.data
-    loglik = float(m.score(d.X, d.weight))
+    loglik, bic = _loglik_and_bic(m, d)
     return {
         "k": int(seg.k),
         "iterations": int(m.n_iter_),
         "converged": bool(m.converged_),
         "log_likelihood": loglik,
-        "bic": float(m.bic(d.X, d.weight)),
+        "bic": bic,
         "psnr_db": seg.psnr(),
         "pixels": d.n_pixels,
         "distinct_colours": int(len(d.X)) if d.deduplicated else None,
@@ -353,9 +360,9 @@ def apply_file(model, options, path, out_dir, *, stem=None, overwrite=False, plo
             raise SegmentError(f"{path}: the model expects {model.means_.shape[1]} features but "
                                f"this image gives {data.X.shape[1]}.")
         seg = _segmentation(model, data, [])
-        figures = {"k": int(seg.k), "log_likelihood": float(model.score(data.X, data.weight)),
-                   "bic": float(model.bic(data.X, data.weight)), "psnr_db": seg.psnr(),
-                   "pixels": data.n_pixels}
+        loglik, bic = _loglik_and_bic(model, data)
+        figures = {"k": int(seg.k), "log_likelihood": loglik, "bic": bic,
+                   "psnr_db": seg.psnr(), "pixels": data.n_pixels}
         write_segmentation(seg, paths, image=image, options=options, overwrite=overwrite,
                            figures=figures)
         summaries.append({"input": str(path), "frame": image.frame, **figures,
