@@ -137,7 +137,9 @@ def accumulate(kernel, source):
 def estep(params, covariance_type, source, shift, dtype, rows):
     """E-step over the whole source: :class:`SuffStats` centred on the current means."""
     kernel = Kernel.for_params(params, covariance_type, shift, dtype, rows)
-    M, loglik, weight = accumulate(kernel, source)
+    # A source that computes elsewhere (e.g. on a Dask cluster) does the pass itself.
+    run = getattr(source, "accumulate", None)
+    M, loglik, weight = run(kernel) if run is not None else accumulate(kernel, source)
     return SuffStats.from_raw(kernel.fmap, M, kernel.shift, params.means, loglik, weight)
 
 

@@ -79,11 +79,11 @@ def _version(value: bool):
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(help="Segment and colour-quantise images with Gaussian mixture models fitted by EM.")
 def _main(
     version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ):
-    """Segment and colour-quantise images with Gaussian mixture models fitted by EM."""
+    pass
 
 
 # -- reporting ----------------------------------------------------------------------------
@@ -218,8 +218,10 @@ def image_cmd(
     quiet: QUIET = False,
     json_: JSON = False,
 ):
-    """Segment images: for each NAME.EXT write NAME.segmented.png, NAME.quantized.png,
-    NAME.labels.png, NAME.loglik.png, NAME.density.png and NAME.model.json into OUT_DIR."""
+    """Segment images with a Gaussian mixture fitted to their pixels.
+
+    For each NAME.EXT write into OUT_DIR: NAME.segmented.png (a distinct colour per segment), NAME.quantized.png (each pixel its segment's mean colour), NAME.labels.png (label map), NAME.loglik.png and NAME.density.png (plots) and NAME.model.json (parameters, options, figures).
+    """
     from .options import FitOptions
     from .pipeline import segment_file
 
@@ -253,8 +255,10 @@ def apply_cmd(
     quiet: QUIET = False,
     json_: JSON = False,
 ):
-    """Segment images with a saved model, without fitting: the same colour gets the same
-    label in every image."""
+    """Segment images with a saved model, without fitting.
+
+    The same colour gets the same label in every image; the outputs are those of 'segment image' (without the log-likelihood plot).
+    """
     from .pipeline import apply_file, load_model_file
 
     with _errors_to_exit():
@@ -286,8 +290,10 @@ def quantize_cmd(
     quiet: QUIET = False,
     json_: JSON = False,
 ):
-    """Colour-quantise an image into a palette PNG with at most K colours, fitted by a
-    Gaussian mixture; reports PSNR and the size ratio."""
+    """Colour-quantise an image into a palette PNG of at most K colours.
+
+    The palette is the means of a Gaussian mixture fitted to the pixels; each pixel takes its nearest palette colour. Reports the PSNR and the size ratio against the input.
+    """
     from .pipeline import quantize_file
 
     progress = _progress(quiet)
@@ -327,3 +333,7 @@ def main():
     except Exception as err:  # a bug: still one line, and a non-zero status
         _fail(f"internal error ({type(err).__name__}: {err}); please report it.")
         sys.exit(1)
+
+
+# 'segment batch' lives in its own module; importing it registers the command on ``app``.
+from . import batch_cli  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""The ``segment batch`` command (registered on the CLI's app when imported)."""
