@@ -169,12 +169,12 @@ class GaussianMixture:
                     f"of shape {shape}; got {P.shape}."
                 )
             try:
+                if ctype not in ("full", "tied") and (P <= 0).any():
+                    raise ValueError  # checked before the square root, which would warn
                 prec_chol = cov.precision_cholesky_from_precisions(ctype, P)
             except Exception:
                 prec_chol = None
-            if prec_chol is None or not np.isfinite(prec_chol).all() or (
-                ctype not in ("full", "tied") and (P <= 0).any()
-            ):
+            if prec_chol is None or not np.isfinite(prec_chol).all():
                 raise ValueError("precisions_init must be positive definite.")
             covariances = cov.covariances_from_precision_cholesky(ctype, prec_chol)
         return UserInit(weights, means, prec_chol, covariances)
@@ -395,6 +395,7 @@ class GaussianMixture:
             "lower_bound": float(self.lower_bound_),
             "history": [float(v) for v in self.history_],
             "n_resets": int(self.n_resets_),
+            "reset_iterations": [int(i) for i in self.reset_iterations_],
             "options": {
                 "tol": float(self.tol),
                 "reg_covar": float(self.reg_covar),
@@ -437,13 +438,19 @@ class GaussianMixture:
             for a in (weights, means, covs, prec):
                 if not np.isfinite(a).all():
                     raise ValueError("parameters must be finite")
+            if (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+                raise ValueError("weights must be non-negative and sum to 1")
+            diag = prec if model.covariance_type not in ("full", "tied") else np.diagonal(
+                prec, axis1=-2, axis2=-1)
+            if (diag <= 0).any():
+                raise ValueError("precisions_cholesky must have a positive diagonal")
             model._set_params(Params(weights, means, covs, prec))
             model.converged_ = bool(data.get("converged", True))
             model.n_iter_ = int(data.get("n_iter", 0))
             model.history_ = np.array(data.get("history", []), dtype=np.float64)
             model.lower_bound_ = float(data.get("lower_bound", np.nan))
             model.n_resets_ = int(data.get("n_resets", 0))
-            model.reset_iterations_ = []
+            model.reset_iterations_ = [int(i) for i in data.get("reset_iterations", [])]
             model.n_features_in_ = D
             p = opts.get("prior")
             model.prior_ = None if p is None else Prior(
@@ -452,6 +459,8 @@ class GaussianMixture:
             model.prior = None if p is None else dict(p)
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"malformed model parameters: missing or invalid {err}") from None
+        except ValueError as err:
+            raise ValueError(f"malformed model parameters: {err}") from None
         return model
 
 
