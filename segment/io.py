@@ -370,8 +370,9 @@ def _load_frame(im, path, index, n_frames, limit):
     mode = im.mode
     # Needed for PNG tRNS of 2- and 4-bit grey; the tile list is gone after load().
     rawmode = _rawmode(im)
+    declared = _tiff_orientation(im)
     im.load()
-    oriented, orientation = _apply_orientation(im)
+    oriented, orientation = _apply_orientation(im, declared)
     pixels, visible, bit_depth = _to_rgb(oriented, rawmode)
     return Image(
         pixels=pixels,
@@ -410,16 +411,37 @@ def _rgb_icc_profile(im):
 # =============================================================================================
 
 
-def _apply_orientation(im):
-    """Return ``(image, orientation applied)``; a broken EXIF block means no rotation."""
+def _exif_orientation(im):
+    """The EXIF (or XMP) orientation, 1-8; 1 when absent, out of range or unreadable."""
     try:
         orientation = int(im.getexif().get(ExifTags.Base.Orientation, 1))
-    except Exception:
-        return im, 1
-    if orientation not in range(2, 9):
-        return im, 1
+    except Exception:  # a broken EXIF block must not stop the load
+        return 1
+    return orientation if orientation in range(1, 9) else 1
+
+
+def _tiff_orientation(im):
+    """The orientation tag of a TIFF page, read before load(): Pillow's TIFF plugin applies it
+    while loading and removes it. Other formats report 1 (their getexif() may itself load,
+    which must not happen before the checked load)."""
+    with contextlib.suppress(Exception):
+        if im.format == "TIFF":
+            orientation = int(im.tag_v2.get(ExifTags.Base.Orientation, 1))
+            return orientation if orientation in range(1, 9) else 1
+    return 1
+
+
+def _apply_orientation(im, declared):
+    """Return ``(upright image, orientation applied)`` for a loaded frame.
+
+    ``declared`` is the TIFF orientation read before loading; if it is gone now, Pillow has
+    applied it while loading. A transposition that fails leaves the image as it is.
+    """
+    remaining = _exif_orientation(im)
+    if remaining == 1:
+        return im, declared
     try:
-        return ImageOps.exif_transpose(im), orientation
+        return ImageOps.exif_transpose(im), remaining
     except Exception:
         return im, 1
 
