@@ -162,6 +162,10 @@ def _hard(centres, ctx, source):
 
 def _random_from_data(Xs, ws, ctx, rng):
     K = ctx.n_components
+    # Merge repeated rows (the sample is the data itself when it is small): K means are
+    # drawn among distinct points, and fewer than K of those is what the warning is about.
+    Xs, inverse = np.unique(Xs, axis=0, return_inverse=True)
+    ws = np.bincount(inverse.ravel(), weights=ws, minlength=Xs.shape[0])
     n = Xs.shape[0]
     p = ws / ws.sum()
     if n >= K:
