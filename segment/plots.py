@@ -544,26 +544,36 @@ def _axis_limits(values):
     return lo - 0.05 * span, hi + 0.05 * span
 
 
-def _histogram_edges(values, n_bins):
-    """Bin edges over the data range.
+_MAX_BINS = 64
+_UNIQUE_LIMIT = 4_000_000
 
-    Quantised features (8-bit colours: multiples of 1/255) get edges half-way between the
-    levels and the same number of levels in every bin; edges at arbitrary places would
-    catch 3 levels in one bin and 4 in the next and draw a false comb pattern.
+
+def _histogram_edges(values):
+    """Bin edges over the data range, at most 64 bins.
+
+    The number of bins follows the number of distinct values (square-root rule), not the
+    number of rows, so unique colours weighted by their counts get the same bins as the
+    pixels themselves. Quantised features (8-bit colours: multiples of 1/255) get edges
+    half-way between the levels and the same number of levels in every bin; edges at
+    arbitrary places would catch 3 levels in one bin and 4 in the next and draw a false
+    comb pattern.
     """
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         half = max(abs(lo) * 1e-3, 1e-6)
         return np.array([lo - half, hi + half])
-    levels = np.unique(values) if values.size <= 4_000_000 else values[:0]
-    if 2 <= levels.size <= 4096:
+    if values.size > _UNIQUE_LIMIT:
+        return np.linspace(lo, hi, _MAX_BINS + 1)
+    levels = np.unique(values)
+    if levels.size <= 4096:
         step = float(np.min(np.diff(levels)))
         ratio = (levels - lo) / step
         if np.allclose(ratio, np.round(ratio), atol=1e-3):
             n_levels = round((hi - lo) / step) + 1
-            per_bin = math.ceil(n_levels / n_bins)
+            per_bin = math.ceil(n_levels / _MAX_BINS)
             n_edges = math.ceil(n_levels / per_bin) + 1
             return lo - step / 2 + per_bin * step * np.arange(n_edges)
+    n_bins = int(np.clip(math.sqrt(levels.size), 8, _MAX_BINS))
     return np.linspace(lo, hi, n_bins + 1)
 
 
@@ -663,9 +673,7 @@ def _draw_pair(ax, X, rows, i, j, colours, mu, cov, cc, linewidths, alphas, limi
 
 def _draw_marginal(ax, values, sample_weight, d, w, mu, cov, cc, alphas, limits, name):
     lo, hi = limits[d]
-    used = _used_values(values, sample_weight)
-    n_bins = int(np.clip(math.sqrt(used.size), 8, 64))
-    edges = _histogram_edges(used, n_bins)
+    edges = _histogram_edges(_used_values(values, sample_weight))
     heights, _ = np.histogram(values, bins=edges, weights=sample_weight, density=True)
     centers = mu[:, d]
     scales = np.sqrt(cov[:, d, d])
