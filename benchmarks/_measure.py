@@ -17,14 +17,17 @@ def run_isolated(module, func, *args, timeout=3600):
     The result gets ``peak_rss_mb``: the child's maximum resident set size (ru_maxrss).
     """
     code = (
-        "import json, resource, sys; sys.path.insert(0, %r); import %s as m; "
-        "r = m.%s(*json.loads(sys.argv[1])); "
+        f"import json, resource, sys; sys.path.insert(0, {str(HERE)!r}); import {module} as m; "
+        f"r = m.{func}(*json.loads(sys.argv[1])); "
         "r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
-        "print('RESULT' + json.dumps(r))" % (str(HERE), module, func)
+        "print('RESULT' + json.dumps(r))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(list(args))],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT"):

@@ -17,9 +17,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from _measure import print_table, rss_mb, run_isolated
-
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -44,8 +42,9 @@ def _start(X, K, seed=0):
     """Common starting parameters: k-means++ seeds on a sample, one hard-assignment pass."""
     import gmm
 
-    m = gmm.GaussianMixture(K, init="k-means++", max_iter=1, tol=0, random_state=seed,
-                            dtype=np.float64)
+    m = gmm.GaussianMixture(
+        K, init="k-means++", max_iter=1, tol=0, random_state=seed, dtype=np.float64
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m.fit(X[:: max(1, len(X) // 200_000)])
@@ -59,17 +58,31 @@ def ours(mp, iters, chunk_mib=64):
     base = rss_mb()
     w0, m0, p0 = _start(X, 8)
     stamps = []
-    model = gmm.GaussianMixture(8, weights_init=w0, means_init=m0, precisions_init=p0,
-                                max_iter=iters, tol=0, chunk_mib=chunk_mib,
-                                callback=lambda i, v: stamps.append(time.perf_counter()))
+    model = gmm.GaussianMixture(
+        8,
+        weights_init=w0,
+        means_init=m0,
+        precisions_init=p0,
+        max_iter=iters,
+        tol=0,
+        chunk_mib=chunk_mib,
+        callback=lambda i, v: stamps.append(time.perf_counter()),
+    )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X)
     total = time.perf_counter() - t0
     per_iter = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-    return {"impl": "ours", "N": len(X), "iters": len(stamps), "s_per_iter": per_iter,
-            "fit_s": total, "base_rss_mb": base, "loglik": float(model.lower_bound_)}
+    return {
+        "impl": "ours",
+        "N": len(X),
+        "iters": len(stamps),
+        "s_per_iter": per_iter,
+        "fit_s": total,
+        "base_rss_mb": base,
+        "loglik": float(model.lower_bound_),
+    }
 
 
 def sklearn(mp, iters):
@@ -78,17 +91,30 @@ def sklearn(mp, iters):
     X = _data(mp)
     base = rss_mb()
     w0, m0, p0 = _start(X, 8)
-    model = GaussianMixture(8, weights_init=w0, means_init=m0, precisions_init=p0,
-                            max_iter=iters, tol=0, init_params="random_from_data",
-                            random_state=0)
+    model = GaussianMixture(
+        8,
+        weights_init=w0,
+        means_init=m0,
+        precisions_init=p0,
+        max_iter=iters,
+        tol=0,
+        init_params="random_from_data",
+        random_state=0,
+    )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X)
     total = time.perf_counter() - t0
-    return {"impl": "sklearn", "N": len(X), "iters": int(model.n_iter_),
-            "s_per_iter": total / (model.n_iter_ + 1), "fit_s": total, "base_rss_mb": base,
-            "loglik": float(model.lower_bound_)}
+    return {
+        "impl": "sklearn",
+        "N": len(X),
+        "iters": int(model.n_iter_),
+        "s_per_iter": total / (model.n_iter_ + 1),
+        "fit_s": total,
+        "base_rss_mb": base,
+        "loglik": float(model.lower_bound_),
+    }
 
 
 def main():
@@ -103,18 +129,38 @@ def main():
         _data_file(mp)
         a = run_isolated("bench_em", "ours", mp, args.iters)
         b = None if args.skip_sklearn else run_isolated("bench_em", "sklearn", mp, args.iters)
-        row = {"MP": mp, "N": a["N"], "ours_s/it": a["s_per_iter"],
-               "ours_peak_MB": a["peak_rss_mb"], "ours_over_data_MB": a["peak_rss_mb"] - a["base_rss_mb"]}
+        row = {
+            "MP": mp,
+            "N": a["N"],
+            "ours_s/it": a["s_per_iter"],
+            "ours_peak_MB": a["peak_rss_mb"],
+            "ours_over_data_MB": a["peak_rss_mb"] - a["base_rss_mb"],
+        }
         if b:
-            row.update({"sk_s/it": b["s_per_iter"], "sk_peak_MB": b["peak_rss_mb"],
-                        "speedup": b["s_per_iter"] / a["s_per_iter"],
-                        "mem_ratio": b["peak_rss_mb"] / a["peak_rss_mb"],
-                        "loglik_diff": a["loglik"] - b["loglik"]})
+            row.update(
+                {
+                    "sk_s/it": b["s_per_iter"],
+                    "sk_peak_MB": b["peak_rss_mb"],
+                    "speedup": b["s_per_iter"] / a["s_per_iter"],
+                    "mem_ratio": b["peak_rss_mb"] / a["peak_rss_mb"],
+                    "loglik_diff": a["loglik"] - b["loglik"],
+                }
+            )
         rows.append(row)
         print_table(rows[-1:], list(row))
     print()
-    cols = ["MP", "N", "ours_s/it", "sk_s/it", "speedup", "ours_peak_MB", "sk_peak_MB",
-            "mem_ratio", "ours_over_data_MB", "loglik_diff"]
+    cols = [
+        "MP",
+        "N",
+        "ours_s/it",
+        "sk_s/it",
+        "speedup",
+        "ours_peak_MB",
+        "sk_peak_MB",
+        "mem_ratio",
+        "ours_over_data_MB",
+        "loglik_diff",
+    ]
     print_table(rows, cols)
     if args.json:
         with open(args.json, "w") as f:

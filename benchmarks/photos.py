@@ -29,8 +29,8 @@ def _strip(height=400):
 def photo(megapixels, aspect=1.5):
     """An (H, W, 3) uint8 photo of about ``megapixels`` million pixels (W = aspect × H)."""
     strip = _strip()
-    h = int(round(np.sqrt(megapixels * 1e6 / aspect)))
-    w = int(round(h * aspect))
+    h = round(np.sqrt(megapixels * 1e6 / aspect))
+    w = round(h * aspect)
     rows = max(1, int(np.ceil(h / strip.shape[0] * strip.shape[1] / w)))
     block = np.concatenate([strip if i % 2 == 0 else strip[:, ::-1] for i in range(rows)], axis=0)
     return np.asarray(Image.fromarray(block).resize((w, h), Image.Resampling.LANCZOS))
@@ -38,7 +38,7 @@ def photo(megapixels, aspect=1.5):
 
 def photo_pixels(megapixels):
     """RGB pixels of :func:`photo` as (N, 3) float32 in [0, 1]."""
-    return (photo(megapixels).reshape(-1, 3).astype(np.float32) / 255.0)
+    return photo(megapixels).reshape(-1, 3).astype(np.float32) / 255.0
 
 
 def save_photo(megapixels, path):

@@ -57,7 +57,9 @@ class Kernel:
         K, D = params.means.shape
         fmap = FeatureMap(STATS_KIND[covariance_type], D)
         P, logdet = precisions_and_logdet(covariance_type, params.precisions_cholesky, K, D)
-        A = fmap.coefficients(np.log(params.weights), logdet, P, params.means - shift_as(shift, dtype))
+        A = fmap.coefficients(
+            np.log(params.weights), logdet, P, params.means - shift_as(shift, dtype)
+        )
         return cls(A, fmap, shift, dtype, rows)
 
     @classmethod

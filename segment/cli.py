@@ -6,7 +6,7 @@ import contextlib
 import json
 import math
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -31,7 +31,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 
 
-class Covariance(str, Enum):
+class Covariance(StrEnum):
     full = "full"
     tied = "tied"
     diag = "diag"
@@ -39,12 +39,12 @@ class Covariance(str, Enum):
     spherical = "spherical"
 
 
-class Space(str, Enum):
+class Space(StrEnum):
     rgb = "rgb"
     lab = "lab"
 
 
-class Init(str, Enum):
+class Init(StrEnum):
     kmeans = "kmeans"
     kmeanspp = "k-means++"
     random = "random"
@@ -53,22 +53,77 @@ class Init(str, Enum):
 
 # -- shared options ---------------------------------------------------------------------
 
-K = Annotated[int, typer.Option("-k", "--k", min=1, max=65535, help="Number of mixture components (segments / colours).")]
-OUT_DIR = Annotated[Path, typer.Option("-o", "--out-dir", help="Folder for the outputs (created if missing).", file_okay=False)]
-COV = Annotated[Covariance, typer.Option("-c", "--covariance", help="Covariance structure of each component.")]
+K = Annotated[
+    int,
+    typer.Option(
+        "-k", "--k", min=1, max=65535, help="Number of mixture components (segments / colours)."
+    ),
+]
+OUT_DIR = Annotated[
+    Path,
+    typer.Option(
+        "-o", "--out-dir", help="Folder for the outputs (created if missing).", file_okay=False
+    ),
+]
+COV = Annotated[
+    Covariance, typer.Option("-c", "--covariance", help="Covariance structure of each component.")
+]
 SPACE = Annotated[Space, typer.Option("--space", help="Colour space of the features.")]
-XY = Annotated[float, typer.Option("--xy", min=0.0, help="Weight of the pixel position (x, y) as extra features; 0 = colour only. Try 0.5–2 for compact segments.")]
-SEED = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives byte-identical outputs.")]
+XY = Annotated[
+    float,
+    typer.Option(
+        "--xy",
+        min=0.0,
+        help="Weight of the pixel position (x, y) as extra features; 0 = colour only. "
+        "Try 0.5–2 for compact segments.",
+    ),
+]
+SEED = Annotated[
+    int, typer.Option("--seed", help="Random seed: the same seed gives byte-identical outputs.")
+]
 MAX_ITER = Annotated[int, typer.Option("--max-iter", min=1, help="Maximum EM iterations.")]
-TOL = Annotated[float, typer.Option("--tol", min=0.0, help="Stop when the mean log-likelihood per pixel changes less than this.")]
+TOL = Annotated[
+    float,
+    typer.Option(
+        "--tol", min=0.0, help="Stop when the mean log-likelihood per pixel changes less than this."
+    ),
+]
 INIT = Annotated[Init, typer.Option("--init", help="Initialisation of EM.")]
-RESTARTS = Annotated[int, typer.Option("--restarts", min=1, help="Number of initialisations; the best fit is kept.")]
-PRIOR = Annotated[bool, typer.Option("--prior/--no-prior", help="MAP fit with a conjugate prior (Fraley & Raftery 2007) instead of maximum likelihood.")]
-MEMORY = Annotated[float, typer.Option("--memory-mib", help="Working-memory budget of the EM's per-chunk work, in MiB.")]
-PLOTS = Annotated[bool, typer.Option("--plots/--no-plots", help="Write the log-likelihood and density plots.")]
+RESTARTS = Annotated[
+    int, typer.Option("--restarts", min=1, help="Number of initialisations; the best fit is kept.")
+]
+PRIOR = Annotated[
+    bool,
+    typer.Option(
+        "--prior/--no-prior",
+        help="MAP fit with a conjugate prior (Fraley & Raftery 2007) instead of maximum "
+        "likelihood.",
+    ),
+]
+MEMORY = Annotated[
+    float,
+    typer.Option("--memory-mib", help="Working-memory budget of the EM's per-chunk work, in MiB."),
+]
+PLOTS = Annotated[
+    bool, typer.Option("--plots/--no-plots", help="Write the log-likelihood and density plots.")
+]
 OVERWRITE = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
-ALL_FRAMES = Annotated[bool, typer.Option("--all-frames", help="Process every frame of animated / multi-page files (default: the first).")]
-MAX_PIXELS = Annotated[int | None, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (default: Pillow's decompression-bomb limit, about 89 million).")]
+ALL_FRAMES = Annotated[
+    bool,
+    typer.Option(
+        "--all-frames",
+        help="Process every frame of animated / multi-page files (default: the first).",
+    ),
+]
+MAX_PIXELS = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Refuse images with more pixels than this (default: Pillow's "
+        "decompression-bomb limit, about 89 million).",
+    ),
+]
 QUIET = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")]
 JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 
@@ -81,7 +136,12 @@ def _version(value: bool):
 
 @app.callback(help="Segment and colour-quantise images with Gaussian mixture models fitted by EM.")
 def _main(
-    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = None,
 ):
     pass
 
@@ -133,19 +193,27 @@ def _fmt(v, spec):
 
 def _print_summary(s):
     conv = "converged" if s.get("converged", True) else "not converged"
-    parts = [f"[bold]{s['input']}[/bold]" + (f" frame {s['frame']}" if s.get("frame") else ""),
-             f"k={s['k']}"]
+    parts = [
+        f"[bold]{s['input']}[/bold]" + (f" frame {s['frame']}" if s.get("frame") else ""),
+        f"k={s['k']}",
+    ]
     if "iterations" in s:
         parts.append(f"{s['iterations']} iterations ({conv})")
-    parts += [f"log-lik/pixel={_fmt(s['log_likelihood'], '.4f')}", f"BIC={_fmt(s['bic'], '.6g')}",
-              f"PSNR={_fmt(s['psnr_db'], '.2f')} dB", f"{s['seconds']:.2f} s"]
+    parts += [
+        f"log-lik/pixel={_fmt(s['log_likelihood'], '.4f')}",
+        f"BIC={_fmt(s['bic'], '.6g')}",
+        f"PSNR={_fmt(s['psnr_db'], '.2f')} dB",
+        f"{s['seconds']:.2f} s",
+    ]
     out_console.print("  ".join(parts))
     for note in s.get("notes", []):
         err_console.print(f"  note: {note}", markup=False)
 
 
 def _json_out(obj):
-    sys.stdout.write(json.dumps(obj, indent=1, allow_nan=True) + "\n")
+    from .outputs import jsonable
+
+    sys.stdout.write(json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")
 
 
 def _run_files(paths, work, *, quiet, as_json, progress_label):
@@ -191,14 +259,19 @@ def _run_files(paths, work, *, quiet, as_json, progress_label):
 # -- commands -------------------------------------------------------------------------------
 
 
-@app.command("image", epilog=(
-    "Examples:\n\n"
-    "  segment image photo.jpg -k 6 -o out/\n\n"
-    "  segment image images/*.png --space lab --xy 1 -o out/ --overwrite\n\n"
-    "  segment image scan.tif -k 12 --covariance diag --no-plots --json"
-))
+@app.command(
+    "image",
+    epilog=(
+        "Examples:\n\n"
+        "  segment image photo.jpg -k 6 -o out/\n\n"
+        "  segment image images/*.png --space lab --xy 1 -o out/ --overwrite\n\n"
+        "  segment image scan.tif -k 12 --covariance diag --no-plots --json"
+    ),
+)
 def image_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Image files to segment.", show_default=False)],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files to segment.", show_default=False)
+    ],
     k: K = 8,
     out_dir: OUT_DIR = Path("segmented"),
     covariance: COV = Covariance.full,
@@ -220,33 +293,66 @@ def image_cmd(
 ):
     """Segment images with a Gaussian mixture fitted to their pixels.
 
-    For each NAME.EXT write into OUT_DIR: NAME.segmented.png (a distinct colour per segment), NAME.quantized.png (each pixel its segment's mean colour), NAME.labels.png (label map), NAME.loglik.png and NAME.density.png (plots) and NAME.model.json (parameters, options, figures).
+    For each NAME.EXT write into OUT_DIR: NAME.segmented.png (a distinct colour per
+    segment), NAME.quantized.png (each pixel its segment's mean colour), NAME.labels.png
+    (label map), NAME.loglik.png and NAME.density.png (plots) and NAME.model.json
+    (parameters, options, figures).
     """
     from .options import FitOptions
     from .pipeline import segment_file
 
-    options = FitOptions(k=k, covariance_type=covariance.value, space=space.value, xy=xy,
-                         seed=seed, max_iter=max_iter, tol=tol, init=init.value,
-                         n_init=restarts, prior=prior, chunk_mib=memory_mib)
+    options = FitOptions(
+        k=k,
+        covariance_type=covariance.value,
+        space=space.value,
+        xy=xy,
+        seed=seed,
+        max_iter=max_iter,
+        tol=tol,
+        init=init.value,
+        n_init=restarts,
+        prior=prior,
+        chunk_mib=memory_mib,
+    )
     with _errors_to_exit():
         options.validate()
 
     def work(path, stem, on_iteration):
-        return segment_file(path, out_dir, options, stem=stem, overwrite=overwrite, plots=plots,
-                            all_frames=all_frames, max_pixels=max_pixels,
-                            on_iteration=on_iteration, inputs=paths)
+        return segment_file(
+            path,
+            out_dir,
+            options,
+            stem=stem,
+            overwrite=overwrite,
+            plots=plots,
+            all_frames=all_frames,
+            max_pixels=max_pixels,
+            on_iteration=on_iteration,
+            inputs=paths,
+        )
 
     _run_files(paths, work, quiet=quiet, as_json=json_, progress_label="EM")
 
 
-@app.command("apply", epilog=(
-    "Examples:\n\n"
-    "  segment apply --model out/photo.model.json other.jpg -o out2/\n\n"
-    "  segment apply -m series.model.json frames/*.png -o labelled/ --no-plots"
-))
+@app.command(
+    "apply",
+    epilog=(
+        "Examples:\n\n"
+        "  segment apply --model out/photo.model.json other.jpg -o out2/\n\n"
+        "  segment apply -m series.model.json frames/*.png -o labelled/ --no-plots"
+    ),
+)
 def apply_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files to label.", show_default=False)],
-    model: Annotated[Path, typer.Option("-m", "--model", help="A NAME.model.json written by 'segment image'.", show_default=False)],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "-m",
+            "--model",
+            help="A NAME.model.json written by 'segment image'.",
+            show_default=False,
+        ),
+    ],
     out_dir: OUT_DIR = Path("segmented"),
     plots: PLOTS = True,
     overwrite: OVERWRITE = False,
@@ -257,7 +363,8 @@ def apply_cmd(
 ):
     """Segment images with a saved model, without fitting.
 
-    The same colour gets the same label in every image; the outputs are those of 'segment image' (without the log-likelihood plot).
+    The same colour gets the same label in every image; the outputs are those of
+    'segment image' (without the log-likelihood plot).
     """
     from .pipeline import apply_file, load_model_file
 
@@ -265,22 +372,41 @@ def apply_cmd(
         gm, options, _ = load_model_file(model)
 
     def work(path, stem, on_iteration):
-        return apply_file(gm, options, path, out_dir, stem=stem, overwrite=overwrite,
-                          plots=plots, all_frames=all_frames, max_pixels=max_pixels,
-                          inputs=[*paths, model])
+        return apply_file(
+            gm,
+            options,
+            path,
+            out_dir,
+            stem=stem,
+            overwrite=overwrite,
+            plots=plots,
+            all_frames=all_frames,
+            max_pixels=max_pixels,
+            inputs=[*paths, model],
+        )
 
     _run_files(paths, work, quiet=quiet, as_json=json_, progress_label="apply")
 
 
-@app.command("quantize", epilog=(
-    "Examples:\n\n"
-    "  segment quantize photo.png -k 16 -o photo.q16.png\n\n"
-    "  segment quantize logo.png -k 4 -o small.png --overwrite --json"
-))
+@app.command(
+    "quantize",
+    epilog=(
+        "Examples:\n\n"
+        "  segment quantize photo.png -k 16 -o photo.q16.png\n\n"
+        "  segment quantize logo.png -k 4 -o small.png --overwrite --json"
+    ),
+)
 def quantize_cmd(
     path: Annotated[Path, typer.Argument(help="Image file to quantise.", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output palette PNG.", show_default=False, dir_okay=False)],
-    k: Annotated[int, typer.Option("-k", "--k", min=1, max=256, help="Maximum number of colours (1–256).")] = 16,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o", "--output", help="Output palette PNG.", show_default=False, dir_okay=False
+        ),
+    ],
+    k: Annotated[
+        int, typer.Option("-k", "--k", min=1, max=256, help="Maximum number of colours (1–256).")
+    ] = 16,
     space: SPACE = Space.rgb,
     seed: SEED = 0,
     max_iter: MAX_ITER = 100,
@@ -292,7 +418,8 @@ def quantize_cmd(
 ):
     """Colour-quantise an image into a palette PNG of at most K colours.
 
-    The palette is the means of a Gaussian mixture fitted to the pixels; each pixel takes its nearest palette colour. Reports the PSNR and the size ratio against the input.
+    The palette is the means of a Gaussian mixture fitted to the pixels; each pixel takes
+    its nearest palette colour. Reports the PSNR and the size ratio against the input.
     """
     from .pipeline import quantize_file
 
@@ -305,9 +432,18 @@ def quantize_cmd(
             def on_iteration(i, v):
                 progress.update(task, completed=i, value=f"log-lik {v:.4f}")
 
-        s = quantize_file(path, output, k=k, seed=seed, space=space.value, max_iter=max_iter,
-                          tol=tol, overwrite=overwrite, max_pixels=max_pixels,
-                          on_iteration=on_iteration)
+        s = quantize_file(
+            path,
+            output,
+            k=k,
+            seed=seed,
+            space=space.value,
+            max_iter=max_iter,
+            tol=tol,
+            overwrite=overwrite,
+            max_pixels=max_pixels,
+            on_iteration=on_iteration,
+        )
     if json_:
         _json_out(s)
     elif not quiet:
@@ -321,18 +457,29 @@ def quantize_cmd(
             err_console.print(f"  note: {note}", markup=False)
 
 
-def main():
-    """Entry point of the ``segment`` script: never a traceback, whatever happens."""
+def main(argv=None):
+    """Entry point of the ``segment`` script: one line on stderr for any error, never a
+    traceback; status 2 for usage errors, 1 for other failures, 130 when interrupted."""
+    command = typer.main.get_command(app)
     try:
-        app()
-    except SystemExit:
-        raise
+        result = command.main(args=argv, prog_name="segment", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except typer.TyperException as err:  # Typer's (vendored click's) parsing errors
+        code = getattr(err, "exit_code", 2)
+        ctx = getattr(err, "ctx", None)
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        if type(err).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None and code == 2 else ""
+            _fail(f"{message}{where}")
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted.")
+        code = 130
     except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(1)
+        code = 1
     except Exception as err:  # a bug: still one line, and a non-zero status
         _fail(f"internal error ({type(err).__name__}: {err}); please report it.")
-        sys.exit(1)
+        code = 1
+    sys.exit(code)
 
 
 # 'segment batch' lives in its own module; importing it registers the command on ``app``.

@@ -162,7 +162,9 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True):
         visible = None
     H, W = pixels.shape[:2]
     if visible is not None and not visible.any():
-        raise SegmentError(f"{image.path}: every pixel is fully transparent; there is nothing to segment.")
+        raise SegmentError(
+            f"{image.path}: every pixel is fully transparent; there is nothing to segment."
+        )
     if dedup and xy == 0 and pixels.dtype == np.uint8:
         keys = color_keys(pixels)
         vis_keys = keys if visible is None else keys[visible]
@@ -184,5 +186,6 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True):
             rows, cols = rows[visible.ravel()], cols[visible.ravel()]
         scale = np.float32(xy / max(H, W))
         X = np.column_stack([X, cols.astype(np.float32) * scale, rows.astype(np.float32) * scale])
-    return PixelData(np.ascontiguousarray(X, dtype=np.float32), None, rgb, visible, (H, W), space,
-                     float(xy))
+    return PixelData(
+        np.ascontiguousarray(X, dtype=np.float32), None, rgb, visible, (H, W), space, float(xy)
+    )

@@ -27,27 +27,47 @@ class FitOptions:
     chunk_mib: float = 64.0
 
     def validate(self):
-        _check(isinstance(self.k, int) and 1 <= self.k <= 65535,
-               f"k must be a whole number from 1 to 65535; got {self.k}.")
-        _check(self.covariance_type in COVARIANCE_TYPES,
-               f"unknown covariance type {self.covariance_type!r}; use one of "
-               f"{', '.join(COVARIANCE_TYPES)}.")
-        _check(self.space in COLOR_SPACES,
-               f"unknown colour space {self.space!r}; use one of {', '.join(COLOR_SPACES)}.")
-        _check(_finite(self.xy) and self.xy >= 0,
-               f"the xy weight must be a finite number >= 0; got {self.xy}.")
-        _check(isinstance(self.max_iter, int) and self.max_iter >= 1,
-               f"max-iter must be at least 1; got {self.max_iter}.")
-        _check(_finite(self.tol) and self.tol >= 0,
-               f"tol must be a finite number >= 0; got {self.tol}.")
-        _check(self.init in INIT_METHODS,
-               f"unknown init {self.init!r}; use one of {', '.join(INIT_METHODS)}.")
-        _check(isinstance(self.n_init, int) and self.n_init >= 1,
-               f"restarts (n-init) must be at least 1; got {self.n_init}.")
-        _check(_finite(self.reg_covar) and self.reg_covar >= 0,
-               f"reg-covar must be a finite number >= 0; got {self.reg_covar}.")
-        _check(_finite(self.chunk_mib) and 1 / 16 <= self.chunk_mib <= 1 << 20,
-               f"the memory budget must be between 0.0625 and 1048576 MiB; got {self.chunk_mib}.")
+        _check(
+            isinstance(self.k, int) and 1 <= self.k <= 65535,
+            f"k must be a whole number from 1 to 65535; got {self.k}.",
+        )
+        _check(
+            self.covariance_type in COVARIANCE_TYPES,
+            f"unknown covariance type {self.covariance_type!r}; use one of "
+            f"{', '.join(COVARIANCE_TYPES)}.",
+        )
+        _check(
+            self.space in COLOR_SPACES,
+            f"unknown colour space {self.space!r}; use one of {', '.join(COLOR_SPACES)}.",
+        )
+        _check(
+            _finite(self.xy) and self.xy >= 0,
+            f"the xy weight must be a finite number >= 0; got {self.xy}.",
+        )
+        _check(
+            isinstance(self.max_iter, int) and self.max_iter >= 1,
+            f"max-iter must be at least 1; got {self.max_iter}.",
+        )
+        _check(
+            _finite(self.tol) and self.tol >= 0,
+            f"tol must be a finite number >= 0; got {self.tol}.",
+        )
+        _check(
+            self.init in INIT_METHODS,
+            f"unknown init {self.init!r}; use one of {', '.join(INIT_METHODS)}.",
+        )
+        _check(
+            isinstance(self.n_init, int) and self.n_init >= 1,
+            f"restarts (n-init) must be at least 1; got {self.n_init}.",
+        )
+        _check(
+            _finite(self.reg_covar) and self.reg_covar >= 0,
+            f"reg-covar must be a finite number >= 0; got {self.reg_covar}.",
+        )
+        _check(
+            _finite(self.chunk_mib) and 1 / 16 <= self.chunk_mib <= 1 << 20,
+            f"the memory budget must be between 0.0625 and 1048576 MiB; got {self.chunk_mib}.",
+        )
         return self
 
     def to_dict(self):

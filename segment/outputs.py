@@ -2,11 +2,13 @@
 
 import io as _io
 import json
+import math
 
 import numpy as np
 from PIL import Image as PILImage
 
 from .io import atomic_write
+
 
 def transparent_label(n_labels):
     """Label written for invisible (fully transparent) pixels in NAME.labels.png."""
@@ -47,7 +49,9 @@ def palette_image(indices, palette, visible=None):
         idx = indices.astype(np.uint8, copy=False)
         if visible is not None:
             idx = np.where(visible, idx, np.uint8(P))
-        im = PILImage.frombytes("P", (idx.shape[1], idx.shape[0]), np.ascontiguousarray(idx).tobytes())
+        im = PILImage.frombytes(
+            "P", (idx.shape[1], idx.shape[0]), np.ascontiguousarray(idx).tobytes()
+        )
         flat = np.zeros((256, 3), dtype=np.uint8)
         flat[:P] = palette
         im.putpalette(flat.ravel().tolist())
@@ -61,8 +65,9 @@ def palette_image(indices, palette, visible=None):
 
 def write_palette_png(path, indices, palette, visible=None, *, overwrite=False):
     im, params = palette_image(indices, palette, visible)
-    return write_bytes(path, png_bytes(im, optimize=False, compress_level=6, **params),
-                       overwrite=overwrite)
+    return write_bytes(
+        path, png_bytes(im, optimize=False, compress_level=6, **params), overwrite=overwrite
+    )
 
 
 def write_labels_png(path, labels, n_labels, visible=None, *, overwrite=False):
@@ -74,8 +79,20 @@ def write_labels_png(path, labels, n_labels, visible=None, *, overwrite=False):
     return write_bytes(path, png_bytes(PILImage.fromarray(lab)), overwrite=overwrite)
 
 
+def jsonable(obj):
+    """``obj`` with non-finite floats replaced by None (JSON has no inf or NaN; an infinite
+    PSNR means a lossless result)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
 def write_json(path, data, *, overwrite=False):
-    text = json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n"
+    text = json.dumps(jsonable(data), indent=1, allow_nan=False) + "\n"
     return write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
 

@@ -166,10 +166,12 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     """Write the images, plots and (last) the model file of a segmentation."""
     labels = seg.label_image()
     visible = seg.data.visible
-    write_palette_png(paths["segmented"], labels, segmented_palette(seg.k), visible,
-                      overwrite=overwrite)
-    write_palette_png(paths["quantized"], labels, seg.quantized_palette, visible,
-                      overwrite=overwrite)
+    write_palette_png(
+        paths["segmented"], labels, segmented_palette(seg.k), visible, overwrite=overwrite
+    )
+    write_palette_png(
+        paths["quantized"], labels, seg.quantized_palette, visible, overwrite=overwrite
+    )
     write_labels_png(paths["labels"], labels, seg.k, visible, overwrite=overwrite)
     del labels
     if "loglik" in paths and len(getattr(seg.model, "history_", ())):
@@ -177,16 +179,22 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     if "density" in paths:
         _plot_density(seg, paths["density"], overwrite)
     if write_model:
-        write_json(paths["model"], model_document(seg, image, options, figures), overwrite=overwrite)
+        write_json(
+            paths["model"], model_document(seg, image, options, figures), overwrite=overwrite
+        )
 
 
 def _plot_loglik(seg, path, overwrite):
     from .plots import plot_loglik, save_figure
 
     m = seg.model
-    fig = plot_loglik(m.history_, reset_iterations=m.reset_iterations_, converged=m.converged_,
-                      ylabel="mean log-likelihood per pixel"
-                      + (" (log-posterior)" if m.prior_ is not None else ""))
+    fig = plot_loglik(
+        m.history_,
+        reset_iterations=m.reset_iterations_,
+        converged=m.converged_,
+        ylabel="mean log-likelihood per pixel"
+        + (" (log-posterior)" if m.prior_ is not None else ""),
+    )
     save_figure(fig, path, overwrite=overwrite)
 
 
@@ -198,9 +206,16 @@ def _plot_density(seg, path, overwrite):
     m, d = seg.model, seg.data
     K, D = m.means_.shape
     cov = full_covariances(m.covariance_type, m.covariances_, K, D)[:, :3, :3]
-    fig = plot_density(d.X[:, :3], m.weights_, m.means_[:, :3], cov, sample_colors=d.rgb,
-                       component_colors=seg.quantized_palette / 255.0,
-                       feature_names=FEATURE_NAMES[d.space], sample_weight=d.weight)
+    fig = plot_density(
+        d.X[:, :3],
+        m.weights_,
+        m.means_[:, :3],
+        cov,
+        sample_colors=d.rgb,
+        component_colors=seg.quantized_palette / 255.0,
+        feature_names=FEATURE_NAMES[d.space],
+        sample_weight=d.weight,
+    )
     save_figure(fig, path, overwrite=overwrite)
 
 
@@ -220,13 +235,20 @@ def model_document(seg, image, options, figures):
             "frame": int(image.frame),
         },
         "options": options.to_dict(),
-        "features": {"space": seg.data.space, "xy": seg.data.xy,
-                     "names": [*FEATURE_NAMES[seg.data.space], *(("x", "y") if seg.data.xy else ())]},
-        "labels": {"dtype": np.dtype(label_dtype(seg.k)).name,
-                   "transparent_label": transparent_label(seg.k),
-                   "order": "components sorted from dark to light"},
-        "palette": {"segmented": segmented_palette(seg.k).tolist(),
-                    "quantized": seg.quantized_palette.tolist()},
+        "features": {
+            "space": seg.data.space,
+            "xy": seg.data.xy,
+            "names": [*FEATURE_NAMES[seg.data.space], *(("x", "y") if seg.data.xy else ())],
+        },
+        "labels": {
+            "dtype": np.dtype(label_dtype(seg.k)).name,
+            "transparent_label": transparent_label(seg.k),
+            "order": "components sorted from dark to light",
+        },
+        "palette": {
+            "segmented": segmented_palette(seg.k).tolist(),
+            "quantized": seg.quantized_palette.tolist(),
+        },
         "summary": {k: v for k, v in figures.items() if k not in ("seconds", "outputs", "input")},
         "history": [float(v) for v in m.history_],
         "gmm": m.to_dict(),
@@ -252,7 +274,7 @@ def figures_of(seg):
         "bic": bic,
         "psnr_db": seg.psnr(),
         "pixels": d.n_pixels,
-        "distinct_colours": int(len(d.X)) if d.deduplicated else None,
+        "distinct_colours": len(d.X) if d.deduplicated else None,
         "resets": int(m.n_resets_),
         "notes": list(seg.notes),
     }
@@ -271,7 +293,9 @@ def stems_for(inputs):
     stems = [p.stem if counts[p.stem] == 1 else p.name for p in inputs]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})[0]
-        raise SegmentError(f"two inputs are both named {dup!r}; process them into different output folders.")
+        raise SegmentError(
+            f"two inputs are both named {dup!r}; process them into different output folders."
+        )
     return stems
 
 
@@ -282,8 +306,19 @@ def _frames(path, all_frames, max_pixels):
         yield load_image(path, max_pixels=max_pixels)
 
 
-def segment_file(path, out_dir, options, *, stem=None, overwrite=False, plots=True,
-                 all_frames=False, max_pixels=None, on_iteration=None, inputs=()):
+def segment_file(
+    path,
+    out_dir,
+    options,
+    *,
+    stem=None,
+    overwrite=False,
+    plots=True,
+    all_frames=False,
+    max_pixels=None,
+    on_iteration=None,
+    inputs=(),
+):
     """Segment one file (each of its frames with ``all_frames``) and write its outputs.
 
     Returns
@@ -304,11 +339,18 @@ def segment_file(path, out_dir, options, *, stem=None, overwrite=False, plots=Tr
         check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
         seg = fit_image(image, options, on_iteration)
         figures = figures_of(seg)
-        write_segmentation(seg, paths, image=image, options=options, overwrite=overwrite,
-                           figures=figures)
-        summaries.append({"input": str(path), "frame": image.frame, **figures,
-                          "seconds": time.perf_counter() - t0,
-                          "outputs": {k: str(v) for k, v in paths.items()}})
+        write_segmentation(
+            seg, paths, image=image, options=options, overwrite=overwrite, figures=figures
+        )
+        summaries.append(
+            {
+                "input": str(path),
+                "frame": image.frame,
+                **figures,
+                "seconds": time.perf_counter() - t0,
+                "outputs": {k: str(v) for k, v in paths.items()},
+            }
+        )
     return summaries
 
 
@@ -316,7 +358,9 @@ def _make_dir(out_dir):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise SegmentError(f"cannot use {out_dir} as output folder: a file has that name.") from None
+        raise SegmentError(
+            f"cannot use {out_dir} as output folder: a file has that name."
+        ) from None
     except OSError as err:
         raise SegmentError(f"cannot create the output folder {out_dir}: {err.strerror}.") from None
 
@@ -331,8 +375,10 @@ def load_model_file(model_path):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SegmentError(f"{model_path}: not a readable model file ({err}).") from None
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
-        raise SegmentError(f"{model_path}: not a segment model file (expected a NAME.model.json "
-                           "written by 'segment image').")
+        raise SegmentError(
+            f"{model_path}: not a segment model file (expected a NAME.model.json "
+            "written by 'segment image')."
+        )
     try:
         model = gmm.GaussianMixture.from_dict(doc["gmm"])
         options = FitOptions(**doc["options"]).validate()
@@ -341,8 +387,19 @@ def load_model_file(model_path):
     return model, options, doc
 
 
-def apply_file(model, options, path, out_dir, *, stem=None, overwrite=False, plots=True,
-               all_frames=False, max_pixels=None, inputs=()):
+def apply_file(
+    model,
+    options,
+    path,
+    out_dir,
+    *,
+    stem=None,
+    overwrite=False,
+    plots=True,
+    all_frames=False,
+    max_pixels=None,
+    inputs=(),
+):
     """Label an image with a saved model (no fitting) and write its outputs."""
     path = Path(path)
     stem = stem or path.stem
@@ -357,17 +414,31 @@ def apply_file(model, options, path, out_dir, *, stem=None, overwrite=False, plo
         check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
         data = pixel_data(image, space=options.space, xy=options.xy)
         if data.X.shape[1] != model.means_.shape[1]:
-            raise SegmentError(f"{path}: the model expects {model.means_.shape[1]} features but "
-                               f"this image gives {data.X.shape[1]}.")
+            raise SegmentError(
+                f"{path}: the model expects {model.means_.shape[1]} features but "
+                f"this image gives {data.X.shape[1]}."
+            )
         seg = _segmentation(model, data, [])
         loglik, bic = _loglik_and_bic(model, data)
-        figures = {"k": int(seg.k), "log_likelihood": loglik, "bic": bic,
-                   "psnr_db": seg.psnr(), "pixels": data.n_pixels}
-        write_segmentation(seg, paths, image=image, options=options, overwrite=overwrite,
-                           figures=figures)
-        summaries.append({"input": str(path), "frame": image.frame, **figures,
-                          "seconds": time.perf_counter() - t0,
-                          "outputs": {k: str(v) for k, v in paths.items()}})
+        figures = {
+            "k": int(seg.k),
+            "log_likelihood": loglik,
+            "bic": bic,
+            "psnr_db": seg.psnr(),
+            "pixels": data.n_pixels,
+        }
+        write_segmentation(
+            seg, paths, image=image, options=options, overwrite=overwrite, figures=figures
+        )
+        summaries.append(
+            {
+                "input": str(path),
+                "frame": image.frame,
+                **figures,
+                "seconds": time.perf_counter() - t0,
+                "outputs": {k: str(v) for k, v in paths.items()},
+            }
+        )
     return summaries
 
 
@@ -382,8 +453,19 @@ def nearest_palette(rgb, palette):
     return out
 
 
-def quantize_file(path, out_path, *, k=16, seed=0, space="rgb", max_iter=100, tol=1e-3,
-                  overwrite=False, max_pixels=None, on_iteration=None):
+def quantize_file(
+    path,
+    out_path,
+    *,
+    k=16,
+    seed=0,
+    space="rgb",
+    max_iter=100,
+    tol=1e-3,
+    overwrite=False,
+    max_pixels=None,
+    on_iteration=None,
+):
     """Colour-quantise an image into a palette PNG of at most ``k`` colours.
 
     Each pixel takes the palette colour nearest to it (which is never less faithful than
@@ -399,7 +481,9 @@ def quantize_file(path, out_path, *, k=16, seed=0, space="rgb", max_iter=100, to
     if not 1 <= k <= 256:
         raise SegmentError(f"k must be between 1 and 256 for a palette PNG; got {k}.")
     if out_path.suffix.lower() != ".png":
-        raise SegmentError(f"{out_path}: the quantised image is a PNG; give the output a .png name.")
+        raise SegmentError(
+            f"{out_path}: the quantised image is a PNG; give the output a .png name."
+        )
     check_outputs([out_path], [path], overwrite=overwrite)
     if out_path.parent != Path():
         _make_dir(out_path.parent)
@@ -412,15 +496,16 @@ def quantize_file(path, out_path, *, k=16, seed=0, space="rgb", max_iter=100, to
     seg = fit_image(image, options, on_iteration)
     palette = seg.quantized_palette
     nearest = nearest_palette(seg.data.rgb, palette)
-    indices = seg.data.scatter(nearest.astype(np.uint8 if len(palette) <= 256 else np.uint16),
-                               fill=0)
+    indices = seg.data.scatter(
+        nearest.astype(np.uint8 if len(palette) <= 256 else np.uint16), fill=0
+    )
     size = write_palette_png(out_path, indices, palette, seg.data.visible, overwrite=overwrite)
     in_size = path.stat().st_size
     return {
         "input": str(path),
         "output": str(out_path),
         "k": int(seg.k),
-        "colours_used": int(len(np.unique(nearest))),
+        "colours_used": len(np.unique(nearest)),
         "psnr_db": psnr(seg.data.rgb, palette[nearest] / 255.0, seg.data.weight),
         "input_bytes": int(in_size),
         "output_bytes": int(size),
