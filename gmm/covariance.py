@@ -60,29 +60,42 @@ class SingularCovarianceError(ValueError):
         self.components = list(components)
 
 
-def _chol_precision_matrix(cov):
-    chol = linalg.cholesky(cov, lower=True)
-    return linalg.solve_triangular(chol, np.eye(cov.shape[0]), lower=True).T
+def _chol_precision_matrices(covariances):
+    """U_k = inv(chol(Σ_k))ᵀ for a stack (K, D, D); raises LinAlgError if one is not PD.
+
+    numpy's batched LAPACK calls, not one scipy call per component: for these tiny matrices
+    a multi-threaded BLAS spends milliseconds per call synchronising its threads.
+    """
+    chol = np.linalg.cholesky(covariances)
+    eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
+    return np.linalg.solve(chol, eye).transpose(0, 2, 1)
 
 
 def _precision_cholesky_full(covariances):
-    out = np.empty_like(covariances)
+    try:
+        out = _chol_precision_matrices(covariances)
+    except np.linalg.LinAlgError:
+        out = None
+    if out is not None and np.isfinite(out).all():
+        return out
     bad = []
-    for k, cov in enumerate(covariances):
+    for k in range(covariances.shape[0]):
         try:
-            out[k] = _chol_precision_matrix(cov)
-        except (linalg.LinAlgError, ValueError):
+            if not np.isfinite(_chol_precision_matrices(covariances[k : k + 1])).all():
+                bad.append(k)
+        except np.linalg.LinAlgError:
             bad.append(k)
-    if bad:
-        raise SingularCovarianceError(bad)
-    return out
+    raise SingularCovarianceError(bad or list(range(covariances.shape[0])))
 
 
 def _precision_cholesky_tied(covariance):
     try:
-        return _chol_precision_matrix(covariance)
-    except (linalg.LinAlgError, ValueError):
-        raise SingularCovarianceError(["tied"]) from None
+        out = _chol_precision_matrices(covariance[None])[0]
+    except np.linalg.LinAlgError:
+        out = None
+    if out is None or not np.isfinite(out).all():
+        raise SingularCovarianceError(["tied"])
+    return out
 
 
 def _precision_cholesky_variances(variances):
