@@ -103,7 +103,9 @@ def main():
     Image.fromarray(wide, mode="I").save(HERE / "int32_wide.tiff")
 
     # Modes Pillow stores as they are in TIFF.
-    Image.fromarray(ramp).convert("I;16B").save(HERE / "grey16_bigendian.tiff")
+    # From bytes: Pillow's convert() from I;16 to I;16B clips at 255.
+    big_endian = Image.frombytes("I;16B", (4, 2), ramp.astype(">u2").tobytes())
+    big_endian.save(HERE / "grey16_bigendian.tiff")
     rgb.convert("YCbCr").save(HERE / "ycbcr.tiff")
     rgb.convert("CMYK").save(HERE / "cmyk.tiff")
     pa = Image.new("PA", (4, 3))
