@@ -2,6 +2,14 @@
 every :class:`SegmentError` becomes one line on stderr and exit status 1 (usage errors are
 Typer's, status 2). No traceback reaches the user."""
 
+import os
+
+# The per-chunk matrix products of EM are small: a multi-threaded BLAS only synchronises its
+# threads (and oversubscribes the cores when batch runs several workers). Set before numpy
+# is imported; the user's own setting wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import contextlib
 import json
 import math
@@ -483,4 +491,4 @@ def main(argv=None):
 
 
 # 'segment batch' lives in its own module; importing it registers the command on ``app``.
-from . import batch_cli  # noqa: E402, F401
+from . import batch_cli  # noqa: F401
