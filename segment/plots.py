@@ -15,6 +15,7 @@ import functools
 import itertools
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib import patheffects
@@ -310,7 +311,7 @@ def _check_resets(reset_iterations, n):
     ):
         raise ValueError(
             f"reset_iterations must be whole iteration numbers between 1 and {n} "
-            f"(the length of history); got {list(reset_iterations)}."
+            f"(the length of history); got {resets.tolist()}."
         )
     return np.unique(resets.astype(int))
 
@@ -524,7 +525,7 @@ def _scatter_rows(n, sample_weight, max_points, rng):
     part of the image is always drawn on top)."""
     m = min(n, max_points)
     if sample_weight is None:
-        return rng.permutation(n)[:m] if m == n else rng.choice(n, size=m, replace=False)
+        return rng.permutation(n) if m == n else rng.choice(n, size=m, replace=False)
     # With replacement, rows appear in proportion to their weight (unique colours weighted
     # by their pixel counts look like the pixels themselves).
     return rng.choice(n, size=m, replace=True, p=sample_weight / sample_weight.sum())
@@ -605,6 +606,17 @@ def _ellipse_geometry(cov2, n_sigma):
     )
 
 
+class _Mixture(NamedTuple):
+    """The validated mixture with its drawing style, passed to the panel functions."""
+
+    weights: np.ndarray  # (K,), sums to 1
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # (K, D, D)
+    colours: np.ndarray  # (K, 3)
+    linewidths: np.ndarray  # (K,)
+    alphas: np.ndarray  # (K,)
+
+
 def _component_styles(weights):
     """Line width and alpha per component, growing with its weight, so the components that
     explain most pixels dominate the picture; thinner overall for many components, whose
@@ -614,28 +626,31 @@ def _component_styles(weights):
     return (0.7 + 1.8 * rel) * thinning, 0.45 + 0.55 * rel
 
 
-def _draw_pair(ax, X, rows, i, j, colours, mu, cov, cc, linewidths, alphas, limits, names):
-    m = rows.size
+def _draw_pair(ax, points, point_colours, mix, i, j, limits, names):
+    """Scatter of features i and j of ``points`` (m, D), then every component's ellipses and
+    mean."""
+    m = points.shape[0]
     size = float(np.clip(300.0 / math.sqrt(m), 1.0, 16.0))
     alpha = float(np.clip(0.9 - 0.15 * math.log10(m), 0.2, 0.8))
     ax.scatter(
-        X[rows, i],
-        X[rows, j],
+        points[:, i],
+        points[:, j],
         s=size,
-        c=colours,
+        c=point_colours,
         alpha=alpha,
         linewidths=0,
         rasterized=True,
         zorder=1,
     )
+    mu, cc = mix.means, mix.colours
     # Heavy components first, so small ones stay visible on top of them.
-    for k in np.argsort(-linewidths, kind="stable"):
-        sub = cov[k][np.ix_((i, j), (i, j))]
+    for k in np.argsort(-mix.weights, kind="stable"):
+        sub = mix.covariances[k][np.ix_((i, j), (i, j))]
         for n_sigma in _SIGMAS:
             width, height, angle = _ellipse_geometry(sub, n_sigma)
             # The 2-sigma outline is the context, the 1-sigma one the shape: keep it lighter.
             outer = n_sigma > 1
-            lw = linewidths[k] * (0.7 if outer else 1.0)
+            lw = mix.linewidths[k] * (0.7 if outer else 1.0)
             ellipse = Ellipse(
                 (mu[k, i], mu[k, j]),
                 width,
@@ -645,7 +660,7 @@ def _draw_pair(ax, X, rows, i, j, colours, mu, cov, cc, linewidths, alphas, limi
                 edgecolor=cc[k],
                 linewidth=lw,
                 linestyle="--" if outer else "-",
-                alpha=alphas[k] * (0.8 if outer else 1.0),
+                alpha=mix.alphas[k] * (0.8 if outer else 1.0),
                 gid=f"ellipse {k} {n_sigma}sigma",
                 zorder=3,
             )
@@ -671,24 +686,26 @@ def _draw_pair(ax, X, rows, i, j, colours, mu, cov, cc, linewidths, alphas, limi
     ax.set_box_aspect(1)
 
 
-def _draw_marginal(ax, values, sample_weight, d, w, mu, cov, cc, alphas, limits, name):
-    lo, hi = limits[d]
+def _draw_marginal(ax, values, sample_weight, mix, d, limits, name):
+    """Weighted histogram of ``values`` (feature d of X) under the mixture's marginal
+    density and its weighted components."""
+    lo, hi = limits
     edges = _histogram_edges(_used_values(values, sample_weight))
     heights, _ = np.histogram(values, bins=edges, weights=sample_weight, density=True)
-    centers = mu[:, d]
-    scales = np.sqrt(cov[:, d, d])
+    centers = mix.means[:, d]
+    scales = np.sqrt(mix.covariances[:, d, d])
     x = _density_grid(lo, hi, centers, scales)
-    parts = _weighted_normal_pdfs(x, w, centers, scales)
+    parts = _weighted_normal_pdfs(x, mix.weights, centers, scales)
     mixture = parts.sum(axis=0)
     # The mixture line is drawn first so that it is ax.lines[0]; zorder puts it on top.
     ax.plot(x, mixture, color=_INK, linewidth=2.2, gid="mixture", zorder=4)
-    for k in range(w.size):
+    for k in range(mix.weights.size):
         ax.plot(
             x,
             parts[k],
-            color=cc[k],
+            color=mix.colours[k],
             linewidth=1.1,
-            alpha=float(alphas[k]),
+            alpha=float(mix.alphas[k]),
             gid=f"component {k}",
             zorder=3,
         )
@@ -727,7 +744,7 @@ def _draw_weight_key(ax, w, cc):
     ax.set_xlabel("mixture weights by component (colour key; numbers are component indices)")
 
 
-def _style_legend_handles(has_pairs, K, n_shown, n):
+def _style_legend_handles(has_pairs, n_shown, n):
     handles = [
         Patch(facecolor=_HIST_GREY, label="data histogram"),
         Line2D([], [], color=_INK, linewidth=2.2, label="mixture density"),
@@ -841,18 +858,18 @@ def plot_density(
     shown = min(D, _MAX_SHOWN_FEATURES)
     pairs = list(itertools.combinations(range(shown), 2))
     limits = [_axis_limits(_used_values(X[:, d], sw)) for d in range(shown)]
-    linewidths, alphas = _component_styles(w)
+    mix = _Mixture(w, mu, cov, cc, *_component_styles(w))
     rows = _scatter_rows(n, sw, max_points, rng) if pairs else np.arange(0)
     point_colours = "#8a8a8a" if sample_colours is None else sample_colours[rows]
 
     fig, pair_axes, marginal_axes, key_ax = _density_layout(shown, len(pairs))
     for ax, (i, j) in zip(pair_axes, pairs, strict=True):
-        _draw_pair(ax, X, rows, i, j, point_colours, mu, cov, cc, linewidths, alphas, limits, names)
+        _draw_pair(ax, X[rows], point_colours, mix, i, j, limits, names)
     for d, ax in enumerate(marginal_axes):
-        _draw_marginal(ax, X[:, d], sw, d, w, mu, cov, cc, alphas, limits, names[d])
+        _draw_marginal(ax, X[:, d], sw, mix, d, limits[d], names[d])
     _draw_weight_key(key_ax, w, cc)
 
-    handles = _style_legend_handles(bool(pairs), K, rows.size, n)
+    handles = _style_legend_handles(bool(pairs), rows.size, n)
     fig.legend(
         handles=handles,
         loc="outside lower center",
