@@ -300,6 +300,8 @@ def _pillow_session(path, max_pixels):
             PILImage.MAX_IMAGE_PIXELS = limit
             # Someone else may have set it; a truncated file must be an error, not grey.
             ImageFile.LOAD_TRUNCATED_IMAGES = False
+            # catch_warnings() swaps the process-wide filter list; only this one category
+            # is affected, and the lock keeps two loads from interleaving their filters.
             with warnings.catch_warnings():
                 # Pillow only warns between 1x and 2x its limit; we refuse everything above.
                 warnings.simplefilter("error", PILImage.DecompressionBombWarning)
@@ -313,6 +315,8 @@ def _pillow_session(path, max_pixels):
 @contextlib.contextmanager
 def _open(path, limit):
     """Open ``path`` with Pillow after checking it is a non-empty regular file."""
+    if "\0" in str(path):
+        raise SegmentError(f"{_name(path)}: a file name cannot contain a NUL character.")
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
@@ -373,7 +377,8 @@ def _load_frame(im, path, index, n_frames, limit):
     declared = _tiff_orientation(im)
     im.load()
     oriented, orientation = _apply_orientation(im, declared)
-    pixels, visible, bit_depth = _to_rgb(oriented, rawmode)
+    # The transposed copy has no format: PNG-specific tRNS rules need it from the original.
+    pixels, visible, bit_depth = _to_rgb(oriented, rawmode, png=im.format == "PNG")
     return Image(
         pixels=pixels,
         alpha=None if visible is None or visible.all() else visible,
@@ -453,11 +458,13 @@ def _apply_orientation(im, declared):
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
-def _to_rgb(im, rawmode):
+def _to_rgb(im, rawmode, *, png):
     """Convert a loaded Pillow image to ``(pixels, visible or None, bit depth)``.
 
     ``pixels`` has shape (H, W, 3); ``visible`` is a bool (H, W) array or None when the mode
-    and metadata carry no transparency at all.
+    and metadata carry no transparency at all. ``rawmode`` is how the file stored the
+    samples (e.g. ``"L;4"``, ``"RGB;16B"``) and ``png`` whether it is a PNG: PNG colour keys
+    are in the file's bit depth, not in Pillow's.
     """
     mode = im.mode
     key = im.info.get("transparency")
@@ -470,12 +477,14 @@ def _to_rgb(im, rawmode):
         return _float_to_rgb(np.asarray(im, dtype=np.float32))
     if mode in ("1", "L"):
         grey = np.asarray(im.convert("L") if mode == "1" else im)
-        if isinstance(key, int) and im.format == "PNG":
+        if isinstance(key, int) and png:
             key = _png_grey_key(key, rawmode)
         return _grey_to_rgb(grey), _key_mask(grey, key), 1 if mode == "1" else 8
+    # 16-bit RGB, RGBA and grey+alpha PNGs arrive here as 8-bit RGB / RGBA: Pillow has no
+    # 16-bit colour modes and decodes them to their high bytes. Accepted (pixels are uint8).
     if mode == "RGB":
         rgb = np.array(im)
-        if isinstance(key, tuple) and rawmode == "RGB;16B":
+        if isinstance(key, tuple) and png and rawmode == "RGB;16B":
             # The tRNS key of a 16-bit PNG is 16-bit, but Pillow keeps only the high bytes of
             # the samples: the match is approximate (pixels sharing the high bytes of the key
             # also become invisible).
@@ -492,9 +501,9 @@ def _via_pillow_convert(im):
     has_alpha = bool({"A", "a"} & set(im.getbands())) or "transparency" in im.info
     if im.mode == "P" and im.palette is not None and im.palette.mode == "RGBA":
         has_alpha = True
-    if im.mode == "La":
-        im = im.convert("LA")  # Pillow has no direct La -> RGBA converter
     try:
+        if im.mode == "La":
+            im = im.convert("LA")  # Pillow has no direct La -> RGBA converter
         converted = im.convert("RGBA" if has_alpha else "RGB")
     except ValueError as err:
         raise _UnsupportedMode(im.mode) from err
@@ -505,6 +514,8 @@ def _via_pillow_convert(im):
 
 
 class _UnsupportedMode(Exception):
+    """Pillow has no converter from this mode to RGB(A); turned into a SegmentError."""
+
     def __init__(self, mode):
         super().__init__(mode)
         self.mode = mode
@@ -734,7 +745,7 @@ def _bomb_message(path, pixels, limit):
 
 def _name(path):
     # Messages are one line, whatever characters the file name holds.
-    return " ".join(str(path).splitlines()) or "''"
+    return "".join(ch if ch.isprintable() else "?" for ch in str(path)) or "''"
 
 
 def _detail(err):

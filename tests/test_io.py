@@ -365,6 +365,18 @@ def test_low_bit_grey_png_trns_key_is_scaled(tmp_path, bit_depth, packed, key, g
     assert image.alpha is not None and image.alpha[0].tolist() == visible
 
 
+def test_low_bit_grey_png_trns_with_orientation(tmp_path):
+    # The transposed copy loses the PNG format; the key must still be scaled.
+    exif = exif_with_orientation(6)[len(b"Exif\0\0") :]  # eXIf holds the bare TIFF block
+    rows = [bytes([0b00011011])]
+    data = png_bytes(4, 1, 2, 0, rows, (b"tRNS", struct.pack(">H", 2)), (b"eXIf", exif))
+    (tmp_path / "low6.png").write_bytes(data)
+    image = load_image(tmp_path / "low6.png")
+    assert image.orientation == 6 and image.pixels.shape == (4, 1, 3)
+    assert image.pixels[:, 0, 0].tolist() == [0, 85, 170, 255]
+    assert image.alpha[:, 0].tolist() == [True, True, False, True]
+
+
 def test_mode_I_fitting_16_bits_is_uint16(tmp_path):
     values = np.array([[0, 1000, 65535]], dtype=np.int32)
     image = load_image(save(tmp_path, "i.tiff", PILImage.fromarray(values, "I")))
@@ -744,6 +756,25 @@ def test_permission_denied(tmp_path):
         path.chmod(0o644)
 
 
+def test_permission_denied_message(tmp_path, monkeypatch):
+    # Runs as root too: the PermissionError comes from a stand-in for Pillow's open().
+    path = save(tmp_path, "locked.png", PILImage.new("L", (2, 2)))
+
+    def deny(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(PILImage, "open", deny)
+    with pytest.raises(SegmentError, match="permission denied; make the file readable") as err:
+        load_image(path)
+    check_message(err, path)
+
+
+def test_nul_in_file_name(tmp_path):
+    with pytest.raises(SegmentError, match="NUL") as err:
+        load_image(str(tmp_path / "a\0b.png"))
+    assert "\0" not in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_fifo_is_refused_without_blocking(tmp_path):
     path = tmp_path / "pipe.png"
@@ -871,6 +902,7 @@ def test_corpus_index_lists_every_file():
     assert all(row["source"] and row["exercises"] for row in CORPUS.values())
 
 
+@pytest.mark.filterwarnings("ignore:Image appears to be a malformed MPO file")
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_corpus_file(name):
     path = ODD / name
@@ -893,6 +925,7 @@ def test_corpus_file(name):
     assert stat.S_IMODE(path.stat().st_mode) == mode_bits
 
 
+@pytest.mark.filterwarnings("ignore:Image appears to be a malformed MPO file")
 @pytest.mark.parametrize("name", sorted(n for n, row in CORPUS.items() if row["expected"] == "ok"))
 def test_corpus_every_frame(name):
     count = 0
@@ -984,6 +1017,18 @@ def test_atomic_write_read_only_folder(tmp_path):
         assert list(folder.iterdir()) == []
     finally:
         folder.chmod(0o755)
+
+
+def test_atomic_write_permission_message(tmp_path, monkeypatch):
+    # Runs as root too: the PermissionError comes from a stand-in for mkstemp().
+    def deny(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(segment.io.tempfile, "mkstemp", deny)
+    with pytest.raises(SegmentError, match="permission denied"):
+        with atomic_write(tmp_path / "out.png") as f:
+            f.write(b"x")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_write_target_is_a_directory(tmp_path):
