@@ -130,6 +130,13 @@ def as_source(X, sample_weight=None):
         if sample_weight is not None:
             raise ValueError("give the weights of a chunk source inside its (X, w) pairs.")
         return X
+    from .distributed import is_dask_array  # imports no dask
+
+    if is_dask_array(X):
+        # Before the __array__ test below: np.asarray would compute the whole array here.
+        from .distributed import DaskSource
+
+        return DaskSource(X, sample_weight)
     if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
         return ArraySource(X, sample_weight)
     if isinstance(X, list | tuple) and X and _looks_like_pair(X[0]):
