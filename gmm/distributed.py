@@ -142,8 +142,7 @@ class DaskSource(ChunkSource):
         shipped); the per-block results are added up here in block order.
         """
         delayed = self._dask.delayed
-        spec = delayed((kernel.A, kernel.fmap, kernel.shift, kernel.dtype, kernel.rows),
-                       pure=True)
+        spec = delayed((kernel.A, kernel.fmap, kernel.shift, kernel.dtype, kernel.rows), pure=True)
         tasks = [
             delayed(block_accumulate, pure=True)(
                 spec, xb, None if self._w_blocks is None else self._w_blocks[i]
