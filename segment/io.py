@@ -426,9 +426,12 @@ def _exif_orientation(im):
 
 
 def _tiff_orientation(im):
-    """The orientation tag of a TIFF page, read before load(): Pillow's TIFF plugin applies it
-    while loading and removes it. Other formats report 1 (their getexif() may itself load,
-    which must not happen before the checked load)."""
+    """The orientation tag of a TIFF page (1-8), to be read before load().
+
+    Pillow's TIFF plugin applies the orientation while loading and removes the tag. Other
+    formats report 1: their getexif() may itself load, which must not happen before the
+    checked load (a failed load would be swallowed and leave a grey image behind).
+    """
     with contextlib.suppress(Exception):
         if im.format == "TIFF":
             orientation = int(im.tag_v2.get(ExifTags.Base.Orientation, 1))
@@ -610,10 +613,10 @@ def _lab_to_rgb(lab):
     lab_f = np.empty(lab.shape, np.float64)
     lab_f[..., 0] = lab[..., 0] * (100.0 / 255.0)
     lab_f[..., 1:] = lab[..., 1:].view(np.int8)
-    xyz = lab2xyz(lab_f, illuminant="D50") @ _BRADFORD_D50_TO_D65.T
     with warnings.catch_warnings():
         # Out-of-gamut colours are clipped, which is what we want; skimage warns about it.
         warnings.simplefilter("ignore", UserWarning)
+        xyz = lab2xyz(lab_f, illuminant="D50") @ _BRADFORD_D50_TO_D65.T
         rgb = xyz2rgb(xyz)
     return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 

@@ -291,6 +291,15 @@ def test_mode_LAB_converts_to_srgb(tmp_path):
     assert error.max() <= 12 and error.mean() < 2
 
 
+def test_mode_LAB_out_of_gamut_is_clipped_quietly(tmp_path):
+    lab = np.array([[[255, 127, 127], [0, 128, 128], [128, 127, 128]]], dtype=np.uint8)
+    path = save(tmp_path, "gamut.tiff", PILImage.frombytes("LAB", (3, 1), lab.tobytes()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = load_image(path)
+    check_valid(image)
+
+
 def test_mode_LAB_corpus_matches_rgb_original():
     lab = load_image(ODD / "hopper.Lab.tif").pixels.astype(int)
     rgb = load_image(ODD / "hopper.tif").pixels.astype(int)
