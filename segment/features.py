@@ -51,12 +51,18 @@ def rgb_to_uint8(rgb01):
     return np.clip(np.rint(np.asarray(rgb01) * 255.0), 0, 255).astype(np.uint8)
 
 
-def color_keys(pixels8):
-    """24-bit keys (H, W) uint32 of an (H, W, 3) uint8 image."""
-    p = pixels8
-    keys = p[..., 0].astype(np.uint32) << 16
-    keys |= p[..., 1].astype(np.uint32) << 8
-    keys |= p[..., 2]
+def color_keys(pixels8, *, block=1 << 20):
+    """24-bit keys (H, W) uint32 of an (H, W, 3) uint8 image, built in blocks of rows so
+    that no full-size temporary is made."""
+    H, W, _ = pixels8.shape
+    keys = np.empty((H, W), dtype=np.uint32)
+    rows = max(1, block // max(W, 1))
+    for a in range(0, H, rows):
+        p = pixels8[a : a + rows]
+        k = keys[a : a + rows]
+        np.left_shift(p[..., 0], 16, out=k, dtype=np.uint32)
+        k |= np.left_shift(p[..., 1], 8, dtype=np.uint32)
+        k |= p[..., 2]
     return keys
 
 
@@ -71,10 +77,11 @@ class PixelData:
 
     Exactly one of two layouts:
 
-    - ``keys`` (H, W) uint32 and ``unique_keys`` (M,): the rows of ``X`` are the distinct
-      colours of the visible pixels, ``weight`` their pixel counts;
-    - ``keys`` None: the rows of ``X`` are the visible pixels in row-major order, ``weight``
-      None.
+    - ``pixels8`` (H, W, 3) uint8 and ``unique_keys`` (M,) sorted: the rows of ``X`` are the
+      distinct colours of the visible pixels, ``weight`` their pixel counts; a pixel finds
+      its row through its colour key;
+    - ``pixels8`` None: the rows of ``X`` are the visible pixels in row-major order,
+      ``weight`` None.
 
     Attributes
     ----------
@@ -98,7 +105,7 @@ class PixelData:
     shape: tuple
     space: str
     xy: float
-    keys: np.ndarray | None = None
+    pixels8: np.ndarray | None = None
     unique_keys: np.ndarray | None = None
 
     @property
@@ -107,26 +114,56 @@ class PixelData:
 
     @property
     def deduplicated(self):
-        return self.keys is not None
+        return self.pixels8 is not None
 
-    def scatter(self, row_values, fill):
-        """Per-row values → an (H, W, ...) array over the image, ``fill`` where invisible."""
+    def scatter(self, row_values, fill, *, block=1 << 20):
+        """Per-row values → an (H, W, ...) array over the image, ``fill`` where invisible.
+
+        With distinct colours, the values go through a lookup table indexed by colour key,
+        built block by block of image rows so that no full-size key array is needed.
+        """
         row_values = np.asarray(row_values)
+        H, W = self.shape
+        tail = row_values.shape[1:]
         if self.deduplicated:
-            lut_dtype = row_values.dtype
-            lut = np.empty((1 << 24, *row_values.shape[1:]), dtype=lut_dtype)
+            lut = np.zeros((1 << 24, *tail), dtype=row_values.dtype)
             lut[self.unique_keys] = row_values
-            out = lut[self.keys]
+            out = np.empty((H, W, *tail), dtype=row_values.dtype)
+            rows = max(1, block // max(W, 1))
+            for a in range(0, H, rows):
+                out[a : a + rows] = lut[color_keys(self.pixels8[a : a + rows])]
+            del lut
             if self.visible is not None:
                 out[~self.visible] = fill
             return out
-        H, W = self.shape
-        out = np.full((H, W, *row_values.shape[1:]), fill, dtype=row_values.dtype)
+        out = np.full((H, W, *tail), fill, dtype=row_values.dtype)
         if self.visible is None:
-            out.reshape(H * W, *row_values.shape[1:])[:] = row_values
+            out.reshape(H * W, *tail)[:] = row_values
         else:
             out[self.visible] = row_values
         return out
+
+
+def distinct_colors(pixels8, visible=None):
+    """Sorted distinct 24-bit colour keys of the visible pixels, and their pixel counts.
+
+    The keys are sorted in place (numpy's vectorised sort, no copy); invisible pixels get a
+    key above 24 bits so that they sort last and are dropped.
+    """
+    keys = color_keys(pixels8).ravel()
+    if visible is not None:
+        keys[~visible.ravel()] = 1 << 24
+    keys.sort()
+    n = keys.shape[0] if visible is None else int(np.searchsorted(keys, 1 << 24))
+    starts = np.empty(n, dtype=bool)
+    if n:
+        starts[0] = True
+        np.not_equal(keys[1:n], keys[: n - 1], out=starts[1:])
+    first = np.flatnonzero(starts)
+    del starts
+    unique = keys[first]
+    counts = np.diff(np.append(first, n))
+    return unique, counts
 
 
 def _to_unit_rgb(pixels):
@@ -166,16 +203,12 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True):
             f"{image.path}: every pixel is fully transparent; there is nothing to segment."
         )
     if dedup and xy == 0 and pixels.dtype == np.uint8:
-        keys = color_keys(pixels)
-        vis_keys = keys if visible is None else keys[visible]
-        counts = np.bincount(vis_keys.ravel(), minlength=1 << 24)
-        del vis_keys
-        unique_keys = np.flatnonzero(counts).astype(np.uint32)
-        weight = counts[unique_keys].astype(np.float64)
-        del counts
+        unique_keys, counts = distinct_colors(pixels, visible)
         rgb = keys_to_rgb8(unique_keys).astype(np.float32) / 255.0
         X = rgb_to_features(rgb, space)
-        return PixelData(X, weight, rgb, visible, (H, W), space, 0.0, keys, unique_keys)
+        return PixelData(
+            X, counts.astype(np.float64), rgb, visible, (H, W), space, 0.0, pixels, unique_keys
+        )
     rgb = _to_unit_rgb(pixels).reshape(H * W, 3)
     if visible is not None:
         rgb = rgb[visible.ravel()]

@@ -486,7 +486,9 @@ def _to_rgb(im, rawmode, *, png):
     # 16-bit RGB, RGBA and grey+alpha PNGs arrive here as 8-bit RGB / RGBA: Pillow has no
     # 16-bit colour modes and decodes them to their high bytes. Accepted (pixels are uint8).
     if mode == "RGB":
-        rgb = np.array(im)
+        # asarray wraps Pillow's byte copy instead of copying it again: a 24 MP photo would
+        # otherwise hold three full-size buffers at once. The array is read-only.
+        rgb = np.asarray(im)
         if isinstance(key, tuple) and png and rawmode == "RGB;16B":
             # The tRNS key of a 16-bit PNG is 16-bit, but Pillow keeps only the high bytes of
             # the samples: the match is approximate (pixels sharing the high bytes of the key
@@ -512,7 +514,7 @@ def _via_pillow_convert(im):
         raise _UnsupportedMode(im.mode) from err
     arr = np.asarray(converted)
     if not has_alpha:
-        return arr.copy(), None, 8
+        return arr, None, 8
     return np.ascontiguousarray(arr[..., :3]), arr[..., 3] > 0, 8
 
 

@@ -100,6 +100,11 @@ def fit_image(image, options, on_iteration=None):
     """
     options.validate()
     data = pixel_data(image, space=options.space, xy=options.xy)
+    return fit_data(data, options, on_iteration, where=image.path)
+
+
+def fit_data(data, options, on_iteration=None, *, where="image"):
+    """Fit a mixture to prepared :class:`PixelData` (see :func:`fit_image`)."""
     notes = []
     k = options.k
     if data.deduplicated and len(data.X) < k:
@@ -123,7 +128,7 @@ def fit_image(image, options, on_iteration=None):
         try:
             model.fit(data.X, sample_weight=data.weight)
         except ValueError as err:
-            raise SegmentError(f"{image.path}: cannot fit the mixture: {err}") from None
+            raise SegmentError(f"{where}: cannot fit the mixture: {err}") from None
     notes += _collect_notes(caught)
     return _segmentation(_sort_components(model, options.space), data, notes)
 
@@ -217,6 +222,23 @@ def _plot_density(seg, path, overwrite):
         sample_weight=d.weight,
     )
     save_figure(fig, path, overwrite=overwrite)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the outputs need to know of an input once its pixels are gone."""
+
+    path: Path
+    mode: str
+    format: str
+    frame: int
+    n_frames: int
+
+    @classmethod
+    def of(cls, image):
+        return cls(
+            Path(image.path), image.mode, image.format, int(image.frame), int(image.n_frames)
+        )
 
 
 def model_document(seg, image, options, figures):
@@ -327,6 +349,41 @@ def segment_file(
         One summary per frame: the figures, the outputs written and the seconds taken.
     """
     options.validate()
+
+    def fit(data, path):
+        seg = fit_data(data, options, on_iteration, where=path)
+        return seg, figures_of(seg)
+
+    return _each_frame(
+        path,
+        out_dir,
+        options,
+        fit,
+        stem=stem,
+        overwrite=overwrite,
+        plots=plots,
+        all_frames=all_frames,
+        max_pixels=max_pixels,
+        inputs=inputs,
+    )
+
+
+def _each_frame(
+    path,
+    out_dir,
+    options,
+    segment,
+    *,
+    stem,
+    overwrite,
+    plots,
+    all_frames,
+    max_pixels,
+    inputs,
+    skip=(),
+):
+    """The loop shared by the commands: per frame, check the outputs, make the features,
+    release the decoded pixels, ``segment(data, path)`` -> (Segmentation, figures), write."""
     path = Path(path)
     stem = stem or path.stem
     out_dir = Path(out_dir)
@@ -334,18 +391,22 @@ def segment_file(
     summaries = []
     for image in _frames(path, all_frames, max_pixels):
         t0 = time.perf_counter()
-        frame_stem = stem if not all_frames or image.n_frames == 1 else f"{stem}.f{image.frame:03d}"
+        info = ImageInfo.of(image)
+        frame_stem = stem if not all_frames or info.n_frames == 1 else f"{stem}.f{info.frame:03d}"
         paths = output_paths(out_dir, frame_stem, plots=plots)
+        for kind in skip:
+            paths.pop(kind, None)
         check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
-        seg = fit_image(image, options, on_iteration)
-        figures = figures_of(seg)
+        data = pixel_data(image, space=options.space, xy=options.xy)
+        del image  # the features (or colour keys) carry all that is needed from here
+        seg, figures = segment(data, path)
         write_segmentation(
-            seg, paths, image=image, options=options, overwrite=overwrite, figures=figures
+            seg, paths, image=info, options=options, overwrite=overwrite, figures=figures
         )
         summaries.append(
             {
                 "input": str(path),
-                "frame": image.frame,
+                "frame": info.frame,
                 **figures,
                 "seconds": time.perf_counter() - t0,
                 "outputs": {k: str(v) for k, v in paths.items()},
@@ -401,18 +462,8 @@ def apply_file(
     inputs=(),
 ):
     """Label an image with a saved model (no fitting) and write its outputs."""
-    path = Path(path)
-    stem = stem or path.stem
-    out_dir = Path(out_dir)
-    _make_dir(out_dir)
-    summaries = []
-    for image in _frames(path, all_frames, max_pixels):
-        t0 = time.perf_counter()
-        frame_stem = stem if not all_frames or image.n_frames == 1 else f"{stem}.f{image.frame:03d}"
-        paths = output_paths(out_dir, frame_stem, plots=plots)
-        paths.pop("loglik", None)
-        check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
-        data = pixel_data(image, space=options.space, xy=options.xy)
+
+    def label(data, path):
         if data.X.shape[1] != model.means_.shape[1]:
             raise SegmentError(
                 f"{path}: the model expects {model.means_.shape[1]} features but "
@@ -420,26 +471,27 @@ def apply_file(
             )
         seg = _segmentation(model, data, [])
         loglik, bic = _loglik_and_bic(model, data)
-        figures = {
+        return seg, {
             "k": int(seg.k),
             "log_likelihood": loglik,
             "bic": bic,
             "psnr_db": seg.psnr(),
             "pixels": data.n_pixels,
         }
-        write_segmentation(
-            seg, paths, image=image, options=options, overwrite=overwrite, figures=figures
-        )
-        summaries.append(
-            {
-                "input": str(path),
-                "frame": image.frame,
-                **figures,
-                "seconds": time.perf_counter() - t0,
-                "outputs": {k: str(v) for k, v in paths.items()},
-            }
-        )
-    return summaries
+
+    return _each_frame(
+        path,
+        out_dir,
+        options,
+        label,
+        stem=stem,
+        overwrite=overwrite,
+        plots=plots,
+        all_frames=all_frames,
+        max_pixels=max_pixels,
+        inputs=inputs,
+        skip=("loglik",),
+    )
 
 
 def nearest_palette(rgb, palette):
