@@ -168,6 +168,8 @@ class GaussianMixture:
                     f"precisions_init for covariance_type={ctype!r} must be a finite array "
                     f"of shape {shape}; got {P.shape}."
                 )
+            if ctype in ("full", "tied") and not np.allclose(P, np.swapaxes(P, -1, -2)):
+                raise ValueError("precisions_init must be symmetric (and positive definite).")
             try:
                 if ctype not in ("full", "tied") and (P <= 0).any():
                     raise ValueError  # checked before the square root, which would warn

@@ -179,6 +179,16 @@ def test_bad_precisions_init(covariance_type):
         GaussianMixture(2, covariance_type=covariance_type, precisions_init=nan).fit(two_blobs())
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_asymmetric_precisions_init(covariance_type):
+    # Cholesky reads one triangle only: without a check the other would be silently ignored.
+    P = np.array([[2.0, 1.0], [0.0, 2.0]])
+    if covariance_type == "full":
+        P = np.array([P, np.eye(2)])
+    with pytest.raises(ValueError, match="precisions_init must be symmetric"):
+        GaussianMixture(2, covariance_type=covariance_type, precisions_init=P).fit(two_blobs())
+
+
 def test_indefinite_full_precisions_init():
     P = np.array([[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])  # eigenvalues 3, -1
     with pytest.raises(ValueError, match="precisions_init must be positive definite"):
