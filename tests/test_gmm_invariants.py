@@ -161,6 +161,22 @@ def test_zero_weights_equal_removed_rows(covariance_type, init):
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="gmm.estep.soft_stats_random draws the random responsibilities of init='random' "
+    "by global row index, zero-weight rows included, so inserting zero-weight rows shifts "
+    "every later row's numbers; fix belongs in estep.py (being optimised elsewhere), see "
+    "the report.",
+)
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_zero_weights_equal_removed_rows_random_init(covariance_type):
+    X = three_blobs(seed=7, spread=1.5)
+    w = np.random.default_rng(8).uniform(0.5, 2.0, size=len(X))
+    w[::3] = 0.0
+    kw = dict(covariance_type=covariance_type, tol=0.0, max_iter=15, init="random")
+    assert_same_fit(fit(X, w, **kw), fit(X[w > 0], w[w > 0], **kw))
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_agrees_with_float64(covariance_type):
     # Well separated: both precisions converge to the same optimum, which they locate to
