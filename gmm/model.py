@@ -181,6 +181,24 @@ class GaussianMixture:
             covariances = cov.covariances_from_precision_cholesky(ctype, prec_chol)
         return UserInit(weights, means, prec_chol, covariances)
 
+    def _check_fallback_covariance(self, summary):
+        """A collapsed component restarts with the data's covariance + reg_covar (in the
+        covariance type's layout), so that must be positive definite in floating point."""
+        D = summary.n_features
+        C = summary.covariance + float(self.reg_covar) * np.eye(D)
+        try:
+            cov.precision_cholesky(
+                self.covariance_type, cov.from_full_covariance(self.covariance_type, C, 1)
+            )
+        except cov.SingularCovarianceError:
+            variance = float(np.trace(summary.covariance)) / D
+            raise ValueError(
+                f"the data's covariance plus reg_covar={self.reg_covar:g} is singular at the "
+                "data's scale (a constant or collinear column, or fewer distinct rows than "
+                "features); set reg_covar to about 1e-6 times the data's variance "
+                f"({variance:.3g}), or rescale the data."
+            ) from None
+
     def _check_fitted(self):
         if not hasattr(self, "means_"):
             raise ValueError("this GaussianMixture is not fitted yet; call fit(X) first.")
@@ -216,9 +234,9 @@ class GaussianMixture:
             if np.linalg.eigvalsh(summary.covariance)[0] <= 0.0:
                 raise ValueError(
                     "the data's covariance is singular (a constant or collinear column), so "
-                    "the likelihood is unbounded with reg_covar=0; set reg_covar > 0 or use "
-                    "a prior."
+                    "the likelihood is unbounded with reg_covar=0; set reg_covar > 0."
                 )
+        self._check_fallback_covariance(summary)
         prior = resolve_prior(self.prior, self.covariance_type, K, summary.mean, summary.covariance)
         fmap = FeatureMap(cov.STATS_KIND[self.covariance_type], D)
         ctx = FitContext(

@@ -71,6 +71,41 @@ def test_constant_column_without_regularisation():
         GaussianMixture(1, reg_covar=0.0).fit(X)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_regularisation_negligible_at_the_data_scale(covariance_type, dtype):
+    # Two rows in 2-D at scale 1e6: a rank-1 covariance of ~1e12, to which reg_covar=1e-6 adds
+    # less than its rounding. No covariance is positive definite, not even the data's one
+    # that collapsed components restart with (this used to escape as an internal
+    # SingularCovarianceError from the M-step).
+    X = np.array([[1.27e6, -5.56e5], [3.1e5, 2.2e6]])
+    model = GaussianMixture(1, covariance_type=covariance_type, dtype=dtype)
+    with pytest.raises(
+        ValueError,
+        match=r"singular at the data's scale.*set reg_covar to "
+        r"about 1e-6 times the data's variance \(1.06e\+12\)",
+    ):
+        model.fit(X)
+    # A regularisation in the data's units fits.
+    model = GaussianMixture(1, covariance_type=covariance_type, dtype=dtype, reg_covar=1e6)
+    assert np.isfinite(model.fit(X).score_samples(X)).all()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_constant_column_with_prior_but_no_regularisation(covariance_type):
+    """The default prior's scale is the data's covariance, singular too: a prior alone does
+    not make reg_covar=0 safe (this used to crash in the M-step). One variance per
+    component (spherical) is not singular, and fits."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=50), np.ones(50)])
+    model = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0, prior="default")
+    if covariance_type == "spherical":
+        assert np.isfinite(model.fit(X).score_samples(X)).all()
+        return
+    with pytest.raises(ValueError, match=r"reg_covar=0 is singular at the data's scale"):
+        model.fit(X)
+
+
 # ---------------------------------------------------------------------------------------
 # Option errors
 

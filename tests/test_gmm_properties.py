@@ -122,7 +122,17 @@ def test_fit_is_healthy_or_a_clean_error(data):
         with pytest.raises(ValueError, match="every sample_weight is zero"):
             fit(X, w, **kw)
         return
-    model = fit(X, w, **kw)
+    try:
+        model = fit(X, w, **kw)
+    except ValueError as err:
+        # The one clean refusal of valid-looking data: a regularisation below the rounding
+        # of the data's covariance (1e-6 at scale 1e8), where nothing is positive definite.
+        assert "is singular at the data's scale" in str(err)
+        pos = slice(None) if w is None else w > 0
+        variance = np.trace(np.atleast_2d(np.cov(X[pos].T.astype(np.float64), bias=True)))
+        assert kw["reg_covar"] < 1e-9 * variance, (kw["reg_covar"], variance)
+        event("clean error: reg_covar negligible at the data's scale")
+        return
     event(f"fitted, resets: {'yes' if model.n_resets_ else 'no'}")
     assert_healthy(model, X)
 
@@ -137,7 +147,7 @@ def test_integer_weights_equal_repeated_rows(data):
     if not w.any():
         w[0] = 1
     kw = data.draw(options(scale))
-    kw.update(dtype=np.float64, max_iter=5, tol=0.0)
+    kw.update(dtype=np.float64, max_iter=5, tol=0.0, reg_covar=1e-6 * scale**2)
     kw.update(full_start(X[w > 0], kw["n_components"], kw["covariance_type"], scale, rng))
     a = fit(X, w, **kw)
     b = fit(np.repeat(X, w, axis=0), None, **kw)
@@ -151,7 +161,7 @@ def test_chunked_equals_unchunked(data):
     if w is not None and not (w > 0).any():
         w[0] = 1.0
     kw = data.draw(options(scale))
-    kw.update(max_iter=5, tol=0.0, dtype=np.float64)
+    kw.update(max_iter=5, tol=0.0, dtype=np.float64, reg_covar=1e-6 * scale**2)
     positive = X if w is None else X[w > 0]
     rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
     kw.update(full_start(positive, kw["n_components"], kw["covariance_type"], scale, rng))
@@ -162,8 +172,8 @@ def test_chunked_equals_unchunked(data):
     a = fit(X, w, **kw)
     b = fit(pairs, None, **kw)
     c = fit(X, w, chunk_mib=0.001, **kw)
-    assert_same(a, b, scale)
-    assert_same(a, c, scale)
+    assert_same(a, b, scale, compare_resets=True)
+    assert_same(a, c, scale, compare_resets=True)
 
 
 def full_start(X, K, covariance_type, scale, rng):
@@ -188,11 +198,11 @@ def full_start(X, K, covariance_type, scale, rng):
     }
 
 
-def assert_same(a, b, scale):
+def assert_same(a, b, scale, *, compare_resets=False):
     """Equal up to the rounding of sums taken in another order. EM amplifies rounding only
     where it is unstable (near-ties between components, resets decided at the margin), so
     the tolerance is loose for a property test: 1e-6 relative to the data's scale."""
-    if a.n_resets_ or b.n_resets_:
+    if (a.n_resets_ or b.n_resets_) and not compare_resets:
         # Resets of several components on repeated rows differ from resets on weighted
         # rows (the xfail test_gmm_collapse.py::test_resets_use_distinct_rows).
         event("not compared: resets")
