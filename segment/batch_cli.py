@@ -1,1 +1,273 @@
 """The ``segment batch`` command (registered on the CLI's app when imported)."""
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .cli import (
+    ALL_FRAMES,
+    COV,
+    INIT,
+    JSON,
+    MAX_ITER,
+    MAX_PIXELS,
+    MEMORY,
+    OUT_DIR,
+    OVERWRITE,
+    PLOTS,
+    PRIOR,
+    QUIET,
+    RESTARTS,
+    SEED,
+    SPACE,
+    TOL,
+    XY,
+    Covariance,
+    Init,
+    K,
+    Space,
+    _errors_to_exit,
+    _fail,
+    _json_out,
+    app,
+    err_console,
+    out_console,
+)
+
+
+def _events(quiet):
+    from .batch import BatchEvents
+
+    class Events(BatchEvents):
+        """A progress bar over the files of each stage (on a terminal), and every failure
+        printed as it happens."""
+
+        def __init__(self):
+            self.progress = None
+            self.task = None
+            if not quiet and err_console.is_terminal:
+                self.progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    TextColumn("left"),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.fields[current]}"),
+                    console=err_console,
+                    transient=True,
+                )
+
+        def __enter__(self):
+            if self.progress is not None:
+                self.progress.start()
+            return self
+
+        def __exit__(self, *exc):
+            if self.progress is not None:
+                self.progress.stop()
+            return False
+
+        def phase(self, name, total):
+            if self.progress is not None:
+                if self.task is not None:
+                    self.progress.remove_task(self.task)
+                self.task = self.progress.add_task(name, total=total, current="")
+
+        def running(self, names):
+            if self.task is not None:
+                shown = ", ".join(Path(n).name for n in names[:3])
+                more = f" +{len(names) - 3}" if len(names) > 3 else ""
+                self.progress.update(self.task, current=shown + more)
+
+        def advance(self, name, error=None):
+            if self.task is not None:
+                self.progress.advance(self.task)
+            if error:
+                _fail(f"{name}: {error}")
+
+        def iteration(self, iteration, objective):
+            if self.task is not None:
+                self.progress.update(
+                    self.task, completed=iteration, current=f"log-lik {objective:.4f}"
+                )
+
+    return Events()
+
+
+def _summary_line(result):
+    c = result.counts
+    parts = [f"{c['ok']} ok", f"{c['failed']} failed", f"{c['skipped']} skipped"]
+    if c["interrupted"]:
+        parts.append(f"{c['interrupted']} not done")
+    done = c["ok"] + c["failed"]
+    rate = f", {done / result.seconds:.2f} images/s" if done and result.seconds > 0 else ""
+    return f"{', '.join(parts)} in {result.seconds:.1f} s{rate}; report: {result.report_csv}"
+
+
+@app.command(
+    "batch",
+    epilog=(
+        "Examples:\n\n"
+        "  segment batch photos/ -o out/ -k 6 --recursive\n\n"
+        "  segment batch scans/ -o out/ --glob '*.tif' --workers 2 --resume\n\n"
+        "  segment batch frames/ -o out/ --shared-model --sample-per-image 50000\n\n"
+        "  segment batch photos/ -o out/ --scheduler tcp://10.0.0.5:8786"
+    ),
+)
+def batch_cmd(
+    in_dir: Annotated[
+        Path, typer.Argument(help="Folder of images to segment.", show_default=False)
+    ],
+    k: K = 8,
+    out_dir: OUT_DIR = Path("segmented"),
+    recursive: Annotated[
+        bool, typer.Option("-r", "--recursive", help="Include images in subfolders.")
+    ] = False,
+    glob: Annotated[
+        str | None,
+        typer.Option(
+            "--glob",
+            metavar="PATTERN",
+            help="Only files whose name matches this shell pattern, ignoring case (e.g. "
+            "'*.png'; with a '/', matched against the path below IN_DIR). Default: every "
+            "image type Pillow reads.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--workers",
+            min=1,
+            help="Worker processes (default: the number of cores); 1 = in this process. "
+            "With --scheduler local, the number of Dask workers.",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Skip inputs whose outputs are complete; redo the unfinished ones."
+        ),
+    ] = False,
+    shared_model: Annotated[
+        bool,
+        typer.Option(
+            "--shared-model",
+            help="Fit one mixture to the pixels of all images (saved as "
+            "OUT_DIR/shared.model.json) and label every image with it: the same colour gets "
+            "the same label everywhere.",
+        ),
+    ] = False,
+    sample_per_image: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-per-image",
+            min=1,
+            metavar="N",
+            help="With --shared-model: fit on a random sample of N pixels per image (the "
+            "same sample for the same --seed).",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Run on Dask: a scheduler address (tcp://HOST:8786), or 'local' for a cluster "
+            "on this machine. Needs the dask extra.",
+            show_default=False,
+        ),
+    ] = None,
+    covariance: COV = Covariance.full,
+    space: SPACE = Space.rgb,
+    xy: XY = 0.0,
+    seed: SEED = 0,
+    max_iter: MAX_ITER = 100,
+    tol: TOL = 1e-3,
+    init: INIT = Init.kmeans,
+    restarts: RESTARTS = 1,
+    prior: PRIOR = False,
+    memory_mib: MEMORY = 64.0,
+    plots: PLOTS = True,
+    overwrite: OVERWRITE = False,
+    all_frames: ALL_FRAMES = False,
+    max_pixels: MAX_PIXELS = None,
+    quiet: QUIET = False,
+    json_: JSON = False,
+):
+    """Segment every image of a folder; the output tree mirrors the input tree.
+
+    Each image gets the outputs of 'segment image' in the mirrored folder. A file that
+    cannot be read or segmented is reported and the batch goes on. OUT_DIR/report.csv and
+    OUT_DIR/report.json list every input with its status (ok, failed, skipped,
+    interrupted), error and figures; they are kept current while the batch runs. Exit
+    status: 0 when every input succeeded, 1 when any failed, 130 / 143 when interrupted
+    (Ctrl-C / SIGTERM: no partial output is left, and --resume continues).
+    """
+    from .batch import run_batch
+    from .options import FitOptions
+
+    options = FitOptions(
+        k=k,
+        covariance_type=covariance.value,
+        space=space.value,
+        xy=xy,
+        seed=seed,
+        max_iter=max_iter,
+        tol=tol,
+        init=init.value,
+        n_init=restarts,
+        prior=prior,
+        chunk_mib=memory_mib,
+    )
+    with _errors_to_exit(), _events(quiet) as events:
+        result = run_batch(
+            in_dir,
+            out_dir,
+            options,
+            recursive=recursive,
+            pattern=glob,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            plots=plots,
+            all_frames=all_frames,
+            max_pixels=max_pixels,
+            shared_model=shared_model,
+            sample_per_image=sample_per_image,
+            scheduler=scheduler,
+            events=events,
+        )
+    if json_:
+        _json_out(
+            {
+                "counts": result.counts,
+                "interrupted_by": None
+                if result.interrupted_by is None
+                else signal.Signals(result.interrupted_by).name,
+                "seconds": result.seconds,
+                "report": {"csv": str(result.report_csv), "json": str(result.report_json)},
+                "shared_model": None if result.shared_model is None else str(result.shared_model),
+                "rows": result.rows,
+            }
+        )
+    if result.interrupted_by is not None:
+        name = signal.Signals(result.interrupted_by).name
+        _fail(f"interrupted by {name}: {_summary_line(result)}; run again with --resume.")
+    elif not quiet and not json_:
+        out_console.print(_summary_line(result), markup=False)
+    raise typer.Exit(result.exit_code)
