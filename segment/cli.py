@@ -132,6 +132,27 @@ MAX_PIXELS = Annotated[
         "decompression-bomb limit, about 89 million).",
     ),
 ]
+SMOOTH = Annotated[
+    float | None,
+    typer.Option(
+        "--smooth",
+        min=0.0,
+        max=100.0,
+        help="Smooth the responsibilities over neighbouring pixels (Gaussian sigma in pixels) "
+        "before labels are taken; 0 = pixel-wise labels. Default: image diagonal / 600.",
+        show_default=False,
+    ),
+]
+MIN_REGION = Annotated[
+    int | None,
+    typer.Option(
+        "--min-region",
+        min=0,
+        help="Merge connected regions smaller than this many pixels into their neighbours; "
+        "0 = keep all. Default: 1/2000 of the image.",
+        show_default=False,
+    ),
+]
 QUIET = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")]
 JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 
@@ -291,6 +312,8 @@ def image_cmd(
     init: INIT = Init.kmeans,
     restarts: RESTARTS = 1,
     prior: PRIOR = False,
+    smooth: SMOOTH = None,
+    min_region: MIN_REGION = None,
     memory_mib: MEMORY = 64.0,
     plots: PLOTS = True,
     overwrite: OVERWRITE = False,
@@ -321,6 +344,8 @@ def image_cmd(
         n_init=restarts,
         prior=prior,
         chunk_mib=memory_mib,
+        smooth=smooth,
+        min_region=min_region,
     )
     with _errors_to_exit():
         options.validate()

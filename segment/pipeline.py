@@ -16,7 +16,7 @@ import numpy as np
 
 import gmm
 
-from . import __version__
+from . import __version__, spatial
 from .errors import SegmentError
 from .features import FEATURE_NAMES, PixelData, features_to_rgb, pixel_data, rgb_to_uint8
 from .io import iter_frames, load_image
@@ -46,20 +46,52 @@ class Segmentation:
     data: PixelData
     row_labels: np.ndarray  # (M,) label of each feature row
     quantized_palette: np.ndarray  # (K, 3) uint8: each component's mean colour
+    options: FitOptions
     notes: list = field(default_factory=list)
+    _labels: np.ndarray | None = None
 
     @property
     def k(self):
         return self.model.n_components
 
+    @property
+    def smooth(self):
+        return self.options.smooth_sigma(self.data.shape)
+
+    @property
+    def min_region(self):
+        return self.options.min_region_pixels(self.data.shape)
+
     def label_image(self):
-        """(H, W) labels; invisible pixels get :func:`transparent_label`."""
-        lab = self.row_labels.astype(label_dtype(self.k))
-        return self.data.scatter(lab, transparent_label(self.k))
+        """(H, W) labels after smoothing and small-region merging; invisible pixels get
+        :func:`transparent_label`. Computed once."""
+        if self._labels is None:
+            fill = transparent_label(self.k)
+            dtype = label_dtype(self.k)
+            if self.smooth > 0 and self.k > 1:
+                labels = spatial.smoothed_labels(
+                    self.model,
+                    self.data,
+                    self.smooth,
+                    budget_mib=self.options.chunk_mib,
+                    out_dtype=dtype,
+                    fill=fill,
+                )
+            else:
+                labels = self.data.scatter(self.row_labels.astype(dtype), fill)
+            if self.min_region > 1 and self.k > 1:
+                spatial.merge_small_regions(
+                    labels, self.min_region, n_labels=self.k, visible=self.data.visible
+                )
+            self._labels = labels
+        return self._labels
 
     def psnr(self):
-        approx = self.quantized_palette[self.row_labels].astype(np.float64) / 255.0
-        return psnr(self.data.rgb, approx, self.data.weight)
+        """PSNR (dB) of the quantised image that is written (each pixel its label's colour)."""
+        if self.smooth == 0 and self.min_region <= 1:
+            approx = self.quantized_palette[self.row_labels].astype(np.float64) / 255.0
+            return psnr(self.data.rgb, approx, self.data.weight)
+        return spatial.labels_psnr(self.data, self.label_image(), self.quantized_palette)
 
 
 def _sort_components(model, space):
@@ -130,13 +162,17 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
         except ValueError as err:
             raise SegmentError(f"{where}: cannot fit the mixture: {err}") from None
     notes += _collect_notes(caught)
-    return _segmentation(_sort_components(model, options.space), data, notes)
+    return _segmentation(_sort_components(model, options.space), data, notes, options)
 
 
-def _segmentation(model, data, notes):
+def _segmentation(model, data, notes=(), options=None):
+    """A :class:`Segmentation` of ``data`` by a fitted ``model``; without ``options`` the
+    labels are pixel-wise (no smoothing, no region merging)."""
+    if options is None:
+        options = FitOptions(smooth=0.0, min_region=0)
     row_labels = model.predict(data.X)
     palette = rgb_to_uint8(features_to_rgb(model.means_, data.space))
-    return Segmentation(model, data, row_labels, palette, notes)
+    return Segmentation(model, data, row_labels, palette, options, list(notes))
 
 
 # -- outputs ----------------------------------------------------------------------------
@@ -469,7 +505,7 @@ def apply_file(
                 f"{path}: the model expects {model.means_.shape[1]} features but "
                 f"this image gives {data.X.shape[1]}."
             )
-        seg = _segmentation(model, data, [])
+        seg = _segmentation(model, data, (), options)
         loglik, bic = _loglik_and_bic(model, data)
         return seg, {
             "k": int(seg.k),

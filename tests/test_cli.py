@@ -61,7 +61,7 @@ def test_version_and_help():
 def test_image_writes_every_output_and_they_agree(tmp_path):
     src = blocks_image(tmp_path / "blocks.png")
     out = tmp_path / "out"
-    r = run("image", src, "-k", 3, "-o", out, "--json")
+    r = run("image", src, "-k", 3, "-o", out, "--json", "--smooth", 0, "--min-region", 0)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)[0]
     paths = outputs(out, "blocks")

@@ -1,0 +1,135 @@
+"""Spatial post-processing: smoothing the responsibilities and merging small regions."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.metrics import variation_of_information
+
+from segment import spatial
+from segment.features import pixel_data
+from segment.io import Image
+from segment.options import FitOptions
+from segment.pipeline import fit_data
+
+
+def noisy_regions(seed=0, shape=(90, 120), n=5, noise=30.0, alpha=False):
+    """Voronoi regions of flat colours under heavy noise, and the region map (the truth)."""
+    rng = np.random.default_rng(seed)
+    H, W = shape
+    pts = rng.random((n, 2)) * [H, W]
+    yy, xx = np.mgrid[:H, :W]
+    truth = np.argmin((yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2, axis=2)
+    colours = np.array([[220, 40, 40], [40, 200, 60], [50, 60, 220], [230, 220, 60], [60, 60, 60]])
+    img = colours[truth % len(colours)] + rng.normal(0, noise, (H, W, 3))
+    pix = np.clip(img, 0, 255).astype(np.uint8)
+    visible = None
+    if alpha:
+        visible = np.ones((H, W), bool)
+        visible[: H // 5] = False
+    return Image(
+        pixels=pix,
+        alpha=visible,
+        path=Path("noisy.png"),
+        format="PNG",
+        mode="RGB",
+        frame=0,
+        n_frames=1,
+    ), truth
+
+
+def fit(image, **opts):
+    options = FitOptions(k=5, **opts)
+    data = pixel_data(image, space=options.space, xy=options.xy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_data(data, options)
+
+
+def n_regions(labels, mask=None):
+    total = 0
+    for k in np.unique(labels if mask is None else labels[mask]):
+        sel = labels == k
+        if mask is not None:
+            sel &= mask
+        total += ndimage.label(sel)[1]
+    return total
+
+
+def test_smoothing_removes_speckle_and_agrees_better_with_the_truth():
+    image, truth = noisy_regions()
+    raw = fit(image, smooth=0.0, min_region=0).label_image()
+    smooth = fit(image, smooth=2.0, min_region=0).label_image()
+    assert n_regions(smooth) < n_regions(raw) / 10
+    vi_raw = sum(variation_of_information(truth, raw))
+    vi_smooth = sum(variation_of_information(truth, smooth))
+    assert vi_smooth < 0.6 * vi_raw
+
+
+def test_small_regions_are_merged_into_their_neighbour():
+    labels = np.zeros((20, 20), np.uint8)
+    labels[:, 10:] = 1
+    labels[5:7, 3:5] = 1  # a 4-pixel island of 1 inside 0
+    labels[12, 15] = 0  # a 1-pixel island of 0 inside 1
+    out = spatial.merge_small_regions(labels.copy(), 5, n_labels=2)
+    expect = np.zeros((20, 20), np.uint8)
+    expect[:, 10:] = 1
+    assert np.array_equal(out, expect)
+    # big enough islands stay
+    assert (spatial.merge_small_regions(labels.copy(), 2, n_labels=2)[5:7, 3:5] == 1).all()
+
+
+def test_every_region_reaches_the_minimum_size():
+    image, _ = noisy_regions(seed=3)
+    seg = fit(image, smooth=0.0, min_region=30)
+    labels = seg.label_image()
+    for k in np.unique(labels):
+        sizes = np.bincount(ndimage.label(labels == k)[0].ravel())[1:]
+        assert sizes.min() >= 30
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_strips_do_not_change_the_result(alpha):
+    image, _ = noisy_regions(seed=1, alpha=alpha)
+    seg = fit(image, smooth=1.5, min_region=0)
+    whole = spatial.smoothed_labels(seg.model, seg.data, 1.5, budget_mib=1024)
+    for budget in (0.05, 0.2):  # strips of a few rows, then a few dozen
+        assert spatial.strip_height(seg.data.shape, seg.k, budget, 6) < seg.data.shape[0]
+        strips = spatial.smoothed_labels(seg.model, seg.data, 1.5, budget_mib=budget)
+        assert np.array_equal(whole, strips)
+
+
+def test_invisible_pixels_neither_vote_nor_get_a_label():
+    image, _ = noisy_regions(alpha=True)
+    seg = fit(image, smooth=2.0, min_region=20)
+    labels = seg.label_image()
+    assert (labels[~image.alpha] == 255).all()
+    assert labels[image.alpha].max() < 5
+
+
+def test_non_deduplicated_features_follow_the_same_path():
+    image, truth = noisy_regions(seed=2)
+    seg = fit(image, smooth=2.0, min_region=0, xy=0.5)
+    assert not seg.data.deduplicated
+    labels = seg.label_image()
+    assert labels.shape == truth.shape and labels.max() < 5
+    assert n_regions(labels) < 60
+
+
+def test_psnr_is_that_of_the_written_labels():
+    image, _ = noisy_regions(seed=4)
+    seg = fit(image, smooth=2.0, min_region=10)
+    labels = seg.label_image()
+    q = seg.quantized_palette[labels].astype(np.float64) / 255
+    ref = 10 * np.log10(1 / ((image.pixels / 255.0 - q) ** 2).mean())
+    assert seg.psnr() == pytest.approx(ref, rel=1e-5)
+
+
+def test_default_sigma_and_region_scale_with_the_image():
+    o = FitOptions()
+    assert o.smooth_sigma((321, 481)) == pytest.approx(1.0, abs=0.01)
+    assert o.smooth_sigma((3000, 4000)) == pytest.approx(5000 / 600)
+    assert o.min_region_pixels((3000, 4000)) == 6000
+    assert FitOptions(smooth=0, min_region=0).smooth_sigma((10, 10)) == 0
