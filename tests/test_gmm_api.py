@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from gmm import ConvergenceWarning, GaussianMixture, IterableSource, n_parameters
+from gmm import (
+    ConvergenceWarning,
+    GaussianMixture,
+    IterableSource,
+    full_covariances,
+    n_parameters,
+)
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "tied_diag", "spherical"]
 
@@ -430,8 +436,6 @@ def test_sample(covariance_type):
     assert labels.min() >= 0 and labels.max() < K
     # Label proportions: binomial standard error <= sqrt(0.25 / n) = 0.0015; allow 5 se.
     np.testing.assert_allclose(np.bincount(labels, minlength=K) / n, model.weights_, atol=0.0075)
-    from gmm import full_covariances
-
     covs = full_covariances(covariance_type, model.covariances_, K, D)
     for k in range(K):
         Yk = Y[labels == k]
