@@ -153,6 +153,18 @@ MIN_REGION = Annotated[
         show_default=False,
     ),
 ]
+SOFT = Annotated[
+    bool,
+    typer.Option(
+        "--soft",
+        help="Also write NAME.soft.png (responsibility-weighted colours), NAME.uncertainty.png "
+        "(entropy of the responsibilities), NAME.outliers.png (poorly explained pixels) and "
+        "NAME.overlay.png (segment boundaries on the photo).",
+    ),
+]
+MASKS = Annotated[
+    bool, typer.Option("--masks", help="Also write one mask per segment (NAME.mask03.png ...).")
+]
 QUIET = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")]
 JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 
@@ -319,6 +331,8 @@ def image_cmd(
     overwrite: OVERWRITE = False,
     all_frames: ALL_FRAMES = False,
     max_pixels: MAX_PIXELS = None,
+    soft: SOFT = False,
+    masks: MASKS = False,
     quiet: QUIET = False,
     json_: JSON = False,
 ):
@@ -362,6 +376,8 @@ def image_cmd(
             max_pixels=max_pixels,
             on_iteration=on_iteration,
             inputs=paths,
+            soft=soft,
+            masks=masks,
         )
 
     _run_files(paths, work, quiet=quiet, as_json=json_, progress_label="EM")
@@ -391,6 +407,8 @@ def apply_cmd(
     overwrite: OVERWRITE = False,
     all_frames: ALL_FRAMES = False,
     max_pixels: MAX_PIXELS = None,
+    soft: SOFT = False,
+    masks: MASKS = False,
     quiet: QUIET = False,
     json_: JSON = False,
 ):
@@ -416,6 +434,8 @@ def apply_cmd(
             all_frames=all_frames,
             max_pixels=max_pixels,
             inputs=[*paths, model],
+            soft=soft,
+            masks=masks,
         )
 
     _run_files(paths, work, quiet=quiet, as_json=json_, progress_label="apply")

@@ -104,3 +104,17 @@ def psnr(rgb, approx, weight=None):
     err = ((np.asarray(rgb, np.float64) - np.asarray(approx, np.float64)) ** 2).mean(axis=1)
     mse = float(np.average(err, weights=weight))
     return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+
+
+def write_image_png(path, pixels, visible=None, *, overwrite=False):
+    """An (H, W) grey or (H, W, 3) RGB uint8 image; invisible pixels fully transparent."""
+    if visible is not None:
+        alpha = np.where(visible, 255, 0).astype(np.uint8)
+        pixels = np.dstack([pixels, alpha]) if pixels.ndim == 3 else np.dstack([pixels, alpha])
+    return write_bytes(path, png_bytes(PILImage.fromarray(pixels)), overwrite=overwrite)
+
+
+def write_mask_png(path, mask, *, overwrite=False):
+    """A 1-bit PNG: white where ``mask`` (H, W) bool is True."""
+    im = PILImage.fromarray(mask.astype(np.uint8) * 255).convert("1")
+    return write_bytes(path, png_bytes(im), overwrite=overwrite)

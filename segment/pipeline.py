@@ -33,6 +33,7 @@ from .outputs import (
 MODEL_FORMAT = "segment.model/1"
 OUTPUT_KINDS = ("segmented", "quantized", "labels", "loglik", "density", "model")
 PLOT_KINDS = ("loglik", "density")
+SOFT_KINDS = ("soft", "uncertainty", "outliers", "overlay")
 
 
 # -- fitting ----------------------------------------------------------------------------
@@ -178,9 +179,17 @@ def _segmentation(model, data, notes=(), options=None):
 # -- outputs ----------------------------------------------------------------------------
 
 
-def output_paths(out_dir, stem, *, plots=True):
-    """Paths of the outputs of one input, keyed by kind."""
-    kinds = OUTPUT_KINDS if plots else tuple(k for k in OUTPUT_KINDS if k not in PLOT_KINDS)
+def output_paths(out_dir, stem, *, plots=True, soft=False, masks=0):
+    """Paths of the outputs of one input, keyed by kind; the model file comes last.
+
+    ``masks`` is the number of components whose masks are written (NAME.mask00.png ...).
+    """
+    kinds = [k for k in OUTPUT_KINDS if plots or k not in PLOT_KINDS]
+    kinds.remove("model")
+    if soft:
+        kinds += SOFT_KINDS
+    kinds += [f"mask{k:02d}" for k in range(masks)]
+    kinds.append("model")
     ext = {"model": "json"}
     return {k: Path(out_dir) / f"{stem}.{k}.{ext.get(k, 'png')}" for k in kinds}
 
@@ -215,6 +224,7 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     )
     write_labels_png(paths["labels"], labels, seg.k, visible, overwrite=overwrite)
     del labels
+    _write_soft(seg, paths, overwrite)
     if "loglik" in paths and len(getattr(seg.model, "history_", ())):
         _plot_loglik(seg, paths["loglik"], overwrite)
     if "density" in paths:
@@ -223,6 +233,28 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
         write_json(
             paths["model"], model_document(seg, image, options, figures), overwrite=overwrite
         )
+
+
+def _write_soft(seg, paths, overwrite):
+    from . import soft
+    from .outputs import write_image_png, write_mask_png
+
+    visible = seg.data.visible
+    if "soft" in paths:
+        maps = soft.soft_maps(seg)
+        for kind in ("soft", "uncertainty", "outliers"):
+            write_image_png(paths[kind], maps[kind], visible, overwrite=overwrite)
+        del maps
+        write_image_png(
+            paths["overlay"],
+            soft.overlay(seg.data, seg.label_image()),
+            visible,
+            overwrite=overwrite,
+        )
+    labels = seg.label_image()
+    for kind, path in paths.items():
+        if kind.startswith("mask"):
+            write_mask_png(path, labels == int(kind[4:]), overwrite=overwrite)
 
 
 def _plot_loglik(seg, path, overwrite):
@@ -376,8 +408,13 @@ def segment_file(
     max_pixels=None,
     on_iteration=None,
     inputs=(),
+    soft=False,
+    masks=False,
 ):
     """Segment one file (each of its frames with ``all_frames``) and write its outputs.
+
+    ``soft`` adds the soft, uncertainty, outliers and overlay images; ``masks`` one mask
+    image per component.
 
     Returns
     -------
@@ -401,6 +438,8 @@ def segment_file(
         all_frames=all_frames,
         max_pixels=max_pixels,
         inputs=inputs,
+        soft=soft,
+        masks=masks,
     )
 
 
@@ -417,6 +456,8 @@ def _each_frame(
     max_pixels,
     inputs,
     skip=(),
+    soft=False,
+    masks=False,
 ):
     """The loop shared by the commands: per frame, check the outputs, make the features,
     release the decoded pixels, ``segment(data, path)`` -> (Segmentation, figures), write."""
@@ -429,13 +470,19 @@ def _each_frame(
         t0 = time.perf_counter()
         info = ImageInfo.of(image)
         frame_stem = stem if not all_frames or info.n_frames == 1 else f"{stem}.f{info.frame:03d}"
-        paths = output_paths(out_dir, frame_stem, plots=plots)
+        paths = output_paths(
+            out_dir, frame_stem, plots=plots, soft=soft, masks=options.k if masks else 0
+        )
         for kind in skip:
             paths.pop(kind, None)
         check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
         data = pixel_data(image, space=options.space, xy=options.xy)
         del image  # the features (or colour keys) carry all that is needed from here
         seg, figures = segment(data, path)
+        # k may have been lowered (fewer distinct colours): no masks of absent components
+        paths = {
+            k: v for k, v in paths.items() if not (k.startswith("mask") and int(k[4:]) >= seg.k)
+        }
         write_segmentation(
             seg, paths, image=info, options=options, overwrite=overwrite, figures=figures
         )
@@ -496,6 +543,8 @@ def apply_file(
     all_frames=False,
     max_pixels=None,
     inputs=(),
+    soft=False,
+    masks=False,
 ):
     """Label an image with a saved model (no fitting) and write its outputs."""
 
@@ -527,6 +576,8 @@ def apply_file(
         max_pixels=max_pixels,
         inputs=inputs,
         skip=("loglik",),
+        soft=soft,
+        masks=masks,
     )
 
 

@@ -133,3 +133,35 @@ def test_default_sigma_and_region_scale_with_the_image():
     assert o.smooth_sigma((3000, 4000)) == pytest.approx(5000 / 600)
     assert o.min_region_pixels((3000, 4000)) == 6000
     assert FitOptions(smooth=0, min_region=0).smooth_sigma((10, 10)) == 0
+
+
+def test_soft_maps_have_the_right_ranges():
+    from segment import soft
+
+    image, _ = noisy_regions(seed=5)
+    seg = fit(image, smooth=0.0, min_region=0)
+    maps = soft.soft_maps(seg)
+    assert maps["entropy_max"] == pytest.approx(np.log(5))
+    # entropy from the model directly, per pixel, scaled the same way
+    X = image.pixels.reshape(-1, 3).astype(np.float32) / 255
+    r = seg.model.predict_proba(X).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(r > 0, r * np.log(r), 0).sum(axis=1)
+    assert h.min() >= -1e-6 and h.max() <= np.log(5) + 1e-6
+    expect = np.clip(np.rint(h / np.log(5) * 255), 0, 255).reshape(image.pixels.shape[:2])
+    assert np.abs(maps["uncertainty"].astype(int) - expect).max() <= 1
+    mix = (r @ seg.quantized_palette.astype(np.float64)).reshape(image.pixels.shape)
+    assert np.abs(maps["soft"].astype(float) - mix).max() <= 1.0
+    lo, hi = maps["loglik_range"]
+    assert lo < hi
+    ll = seg.model.score_samples(X).reshape(image.pixels.shape[:2])
+    assert (maps["outliers"][ll <= lo] >= 254).all() and (maps["outliers"][ll >= hi] <= 1).all()
+
+
+def test_overlay_draws_boundaries_only_between_segments():
+    from segment import soft
+
+    labels = np.zeros((10, 12), np.uint8)
+    labels[:, 6:] = 1
+    edge = soft.boundaries(labels)
+    assert edge[:, 5:7].all() and not edge[:, :5].any() and not edge[:, 7:].any()
