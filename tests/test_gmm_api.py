@@ -196,6 +196,7 @@ def test_bad_user_init(options, match):
         GaussianMixture(2, **options).fit(two_blobs())
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # rejected before any sqrt of < 0
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_bad_precisions_init(covariance_type):
     good = good_precisions(covariance_type)
