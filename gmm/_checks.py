@@ -69,8 +69,7 @@ def check_chunk(X, w, n_features=None, *, where="X", validate_values=True):
         w = np.asarray(w)
         if w.ndim != 1 or w.shape[0] != X.shape[0]:
             raise ValueError(
-                f"sample_weight must have shape ({X.shape[0]},) to match {where}; "
-                f"got {w.shape}."
+                f"sample_weight must have shape ({X.shape[0]},) to match {where}; got {w.shape}."
             )
         if w.dtype.kind not in "biuf":
             raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}.")

@@ -113,8 +113,13 @@ class IterableSource(ChunkSource):
                     f"chunk {i} of the chunk source is not an (X_chunk, w_chunk) pair; use "
                     "(X_chunk, None) for unweighted rows."
                 )
-            X, w = check_chunk(item[0], item[1], getattr(self, "n_features", None),
-                               where=f"chunk {i}", validate_values=False)
+            X, w = check_chunk(
+                item[0],
+                item[1],
+                getattr(self, "n_features", None),
+                where=f"chunk {i}",
+                validate_values=False,
+            )
             yield X, w
 
     def chunks(self, max_rows):
@@ -139,6 +144,11 @@ def as_source(X, sample_weight=None):
         return DaskSource(X, sample_weight)
     if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
         return ArraySource(X, sample_weight)
+    if isinstance(X, tuple) and _looks_like_pair(X):
+        raise ValueError(
+            "X is a single (X_chunk, w_chunk) pair; pass a list of such pairs, or the array "
+            "with sample_weight=w."
+        )
     if isinstance(X, list | tuple) and X and _looks_like_pair(X[0]):
         if sample_weight is not None:
             raise ValueError("give the weights of a chunk source inside its (X, w) pairs.")

@@ -227,8 +227,10 @@ def _covariance_full(nk, scatter, dev, reg, prior):
     if prior is None:
         cov = scatter / nk[:, None, None]
     else:
-        B = prior.scale + scatter + _shrunk(nk, prior)[:, None, None] * (
-            dev[:, :, None] * dev[:, None, :]
+        B = (
+            prior.scale
+            + scatter
+            + _shrunk(nk, prior)[:, None, None] * (dev[:, :, None] * dev[:, None, :])
         )
         cov = B / (nk + prior.dof + D + 2)[:, None, None]
     cov = 0.5 * (cov + cov.transpose(0, 2, 1))
@@ -242,7 +244,11 @@ def _covariance_tied(nk, scatter, dev, reg, prior):
     if prior is None:
         cov = scatter.sum(axis=0) / nk.sum()
     else:
-        B = prior.scale + scatter.sum(axis=0) + np.einsum("k,ki,kj->ij", _shrunk(nk, prior), dev, dev)
+        B = (
+            prior.scale
+            + scatter.sum(axis=0)
+            + np.einsum("k,ki,kj->ij", _shrunk(nk, prior), dev, dev)
+        )
         cov = B / (nk.sum() + K + prior.dof + D + 1)
     cov = 0.5 * (cov + cov.T)
     cov[np.arange(D), np.arange(D)] += reg
@@ -254,9 +260,9 @@ def _covariance_diag(nk, scatter, dev, reg, prior):
     if prior is None:
         var = scatter / nk[:, None]
     else:
-        var = (prior.scale + scatter + _shrunk(nk, prior)[:, None] * dev**2) / (
-            nk + prior.dof + 3
-        )[:, None]
+        var = (prior.scale + scatter + _shrunk(nk, prior)[:, None] * dev**2) / (nk + prior.dof + 3)[
+            :, None
+        ]
     return var + reg
 
 
@@ -266,9 +272,9 @@ def _covariance_tied_diag(nk, scatter, dev, reg, prior):
     if prior is None:
         var = scatter.sum(axis=0) / nk.sum()
     else:
-        var = (prior.scale + scatter.sum(axis=0) + (_shrunk(nk, prior)[:, None] * dev**2).sum(0)) / (
-            nk.sum() + K + prior.dof + 2
-        )
+        var = (
+            prior.scale + scatter.sum(axis=0) + (_shrunk(nk, prior)[:, None] * dev**2).sum(0)
+        ) / (nk.sum() + K + prior.dof + 2)
     return var + reg
 
 
@@ -309,7 +315,11 @@ def _log_prior_full(means, prec_chol, prior):
     trace = np.einsum("kij,ij->k", U.transpose(0, 2, 1) @ prior.scale @ U, np.eye(D))
     z = np.einsum("kd,kde->ke", means - prior.mean, U)
     return float(
-        (0.5 * (prior.dof + D + 2) * logdet_prec - 0.5 * trace - 0.5 * prior.shrinkage * (z**2).sum(1)).sum()
+        (
+            0.5 * (prior.dof + D + 2) * logdet_prec
+            - 0.5 * trace
+            - 0.5 * prior.shrinkage * (z**2).sum(1)
+        ).sum()
     )
 
 
@@ -320,14 +330,19 @@ def _log_prior_tied(means, prec_chol, prior):
     trace = np.trace(U.T @ prior.scale @ U)
     z = (means - prior.mean) @ U
     return float(
-        0.5 * (K + prior.dof + D + 1) * logdet_prec - 0.5 * trace - 0.5 * prior.shrinkage * (z**2).sum()
+        0.5 * (K + prior.dof + D + 1) * logdet_prec
+        - 0.5 * trace
+        - 0.5 * prior.shrinkage * (z**2).sum()
     )
 
 
 def _log_prior_diag(means, prec_chol, prior):
     p = prec_chol**2
     return float(
-        (0.5 * (prior.dof + 3) * np.log(p) - 0.5 * p * (prior.scale + prior.shrinkage * (means - prior.mean) ** 2)).sum()
+        (
+            0.5 * (prior.dof + 3) * np.log(p)
+            - 0.5 * p * (prior.scale + prior.shrinkage * (means - prior.mean) ** 2)
+        ).sum()
     )
 
 
@@ -335,14 +350,22 @@ def _log_prior_tied_diag(means, prec_chol, prior):
     K = means.shape[0]
     p = prec_chol**2
     dev2 = ((means - prior.mean) ** 2).sum(axis=0)
-    return float((0.5 * (K + prior.dof + 2) * np.log(p) - 0.5 * p * (prior.scale + prior.shrinkage * dev2)).sum())
+    return float(
+        (
+            0.5 * (K + prior.dof + 2) * np.log(p) - 0.5 * p * (prior.scale + prior.shrinkage * dev2)
+        ).sum()
+    )
 
 
 def _log_prior_spherical(means, prec_chol, prior):
     D = means.shape[1]
     p = prec_chol**2
     dev2 = ((means - prior.mean) ** 2).sum(axis=1)
-    return float((0.5 * (D + prior.dof + 2) * np.log(p) - 0.5 * p * (prior.scale + prior.shrinkage * dev2)).sum())
+    return float(
+        (
+            0.5 * (D + prior.dof + 2) * np.log(p) - 0.5 * p * (prior.scale + prior.shrinkage * dev2)
+        ).sum()
+    )
 
 
 LOG_PRIOR = {

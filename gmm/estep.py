@@ -58,7 +58,10 @@ class Kernel:
         fmap = FeatureMap(STATS_KIND[covariance_type], D)
         P, logdet = precisions_and_logdet(covariance_type, params.precisions_cholesky, K, D)
         A = fmap.coefficients(
-            np.log(params.weights), logdet, P, params.means - shift_as(shift, dtype)
+            np.log(np.maximum(params.weights, np.finfo(np.float64).tiny)),
+            logdet,
+            P,
+            params.means - shift_as(shift, dtype),
         )
         return cls(A, fmap, shift, dtype, rows)
 
@@ -165,16 +168,29 @@ def hard_stats(centres, covariance_type, source, shift, dtype, rows):
     return SuffStats.from_raw(kernel.fmap, M, kernel.shift, centres, 0.0, weight)
 
 
+def _uniform_rows(key, start, n, K, block=4096):
+    """Uniform numbers (n, K) of rows ``start .. start+n`` of a stream cut into blocks of
+    ``block`` rows, each block its own Philox counter: any row's numbers can be drawn alone."""
+    if n == 0:
+        return np.empty((0, K))
+    first, last = start // block, (start + n - 1) // block
+    parts = [
+        np.random.Generator(np.random.Philox(key=key, counter=[0, b, 0, 0])).random((block, K))
+        for b in range(first, last + 1)
+    ]
+    return np.concatenate(parts)[start - first * block : start - first * block + n]
+
+
 def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key):
     """Statistics of random responsibilities (``init='random'``), reproducible per row.
 
-    The uniform numbers of global rows [b B, (b+1) B) come from their own Philox stream, so
-    the result does not depend on how the source is chunked.
+    Rows of positive weight are numbered in order and row i takes the i-th numbers of a
+    counter-based stream, so the result depends neither on how the source is chunked nor
+    on zero-weight rows (which are removed points).
     """
     D = source.n_features
     fmap = FeatureMap(STATS_KIND[covariance_type], D)
     kernel = Kernel(np.zeros((K, fmap.F)), fmap, shift, dtype, rows)
-    B = 4096
     M = np.zeros((K, fmap.F))
     weight = 0.0
     start = 0
@@ -183,18 +199,21 @@ def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key):
         if n == 0:
             continue
         _, phi = kernel.logits(x)
-        first, last = start // B, (start + n - 1) // B
-        blocks = [
-            np.random.Generator(np.random.Philox(key=key, counter=[0, b, 0, 0])).random((B, K))
-            for b in range(first, last + 1)
-        ]
-        R = np.concatenate(blocks)[start - first * B : start - first * B + n]
-        R /= R.sum(axis=1, keepdims=True)
+        if w is None:
+            R = _uniform_rows(key, start, n, K)
+            start += n
+            weight += n
+        else:
+            w = np.asarray(w, dtype=np.float64)
+            keep = w > 0
+            R = np.zeros((n, K))
+            R[keep] = _uniform_rows(key, start, int(keep.sum()), K)
+            start += int(keep.sum())
+            weight += float(w.sum())
+        R /= np.maximum(R.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
         if w is not None:
-            R *= np.asarray(w, dtype=np.float64)[:, None]
-        weight += n if w is None else float(np.sum(w, dtype=np.float64))
+            R *= w[:, None]
         M += R.T.astype(kernel.dtype) @ phi.T
-        start += n
     centres = np.broadcast_to(kernel.shift, (K, D)).copy()
     return SuffStats.from_raw(fmap, M, kernel.shift, centres, 0.0, weight)
 
@@ -251,7 +270,12 @@ def loglik_and_entropy(kernel, source):
 
 
 def worst_rows(kernel, source, count):
-    """The ``count`` rows (of positive weight) with the lowest log-density, worst first."""
+    """The ``count`` distinct rows (of positive weight) with the lowest log-density, worst
+    first; fewer if the data hold fewer distinct rows.
+
+    Distinct, because components reset together must restart at different points: with
+    repeated rows (pixels of one colour) the worst rows are often copies of one point.
+    """
     best_vals = np.empty(0)
     best_rows = np.empty((0, source.n_features))
     for x, w in source.chunks(kernel.rows):
@@ -262,11 +286,25 @@ def worst_rows(kernel, source, count):
         ll = kernel.normalize(L).astype(np.float64)
         if w is not None:
             ll[np.asarray(w) <= 0] = np.inf
-        take = min(count, n)
-        idx = np.argpartition(ll, take - 1)[:take]
-        idx = idx[np.isfinite(ll[idx])]
-        vals = np.concatenate([best_vals, ll[idx]])
-        rows = np.concatenate([best_rows, np.asarray(x[idx], dtype=np.float64)])
-        order = np.argsort(vals, kind="stable")[:count]
-        best_vals, best_rows = vals[order], rows[order]
+        order = np.argsort(ll, kind="stable")
+        order = order[np.isfinite(ll[order])]
+        vals = np.concatenate([best_vals, ll[order]])
+        rows = np.concatenate([best_rows, np.asarray(x[order], dtype=np.float64)])
+        best_vals, best_rows = _first_distinct(vals, rows, count)
     return best_rows
+
+
+def _first_distinct(vals, rows, count):
+    """The ``count`` lowest values whose rows are all different, in increasing order."""
+    order = np.argsort(vals, kind="stable")
+    seen = set()
+    keep = []
+    for i in order:
+        key = rows[i].tobytes()
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+            if len(keep) == count:
+                break
+    keep = np.asarray(keep, dtype=np.intp)
+    return vals[keep], rows[keep]

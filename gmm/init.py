@@ -139,8 +139,9 @@ def initial_params(ctx, source, summary, rng):
         params = _from_stats(_hard(user.means, ctx, source), ctx)
     elif ctx.init == "random":
         key = rng.integers(0, 2**63, size=2, dtype=np.uint64)
-        stats = soft_stats_random(K, ctx.covariance_type, source, ctx.shift, ctx.dtype,
-                                  ctx.rows, key)
+        stats = soft_stats_random(
+            K, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows, key
+        )
         params = _from_stats(stats, ctx)
     else:
         Xs, ws = weighted_sample(source, summary, sample_size(K), rng)
@@ -174,8 +175,12 @@ def _random_from_data(Xs, ws, ctx, rng):
         _warn_distinct(n, K)
         idx = np.concatenate([rng.permutation(n), rng.choice(n, size=K - n, p=p)])
     covariances = from_full_covariance(ctx.covariance_type, ctx.scale.covariance, K)
-    return Params(np.full(K, 1.0 / K), Xs[idx].copy(), covariances,
-                  precision_cholesky(ctx.covariance_type, covariances))
+    return Params(
+        np.full(K, 1.0 / K),
+        Xs[idx].copy(),
+        covariances,
+        precision_cholesky(ctx.covariance_type, covariances),
+    )
 
 
 def _apply_user_init(params, user, ctx):

@@ -358,7 +358,7 @@ class GaussianMixture:
         return cov.n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
     def bic(self, X, sample_weight=None):
-        """Bayesian information criterion, -2 log L + p log N (N = total weight); lower is better."""
+        """Bayesian information criterion -2 log L + p log N (N: total weight); lower is better."""
         loglik, weight, _ = self._loglik(X, sample_weight)
         return -2.0 * loglik + self.n_parameters() * np.log(weight)
 
@@ -390,8 +390,9 @@ class GaussianMixture:
         X = np.empty((n_samples, D))
         start = 0
         for k, c in enumerate(counts):
-            X[start : start + c] = rng.multivariate_normal(self.means_[k], full[k], size=c,
-                                                           method="cholesky")
+            X[start : start + c] = rng.multivariate_normal(
+                self.means_[k], full[k], size=c, method="cholesky"
+            )
             start += c
         return X, np.repeat(np.arange(K), counts)
 
@@ -453,15 +454,23 @@ class GaussianMixture:
             covs = np.array(data["covariances"], dtype=np.float64)
             prec = np.array(data["precisions_cholesky"], dtype=np.float64)
             shape = cov.expected_shape(model.covariance_type, K, D)
-            if weights.shape != (K,) or means.shape != (K, D) or covs.shape != shape or prec.shape != shape:
+            if (
+                weights.shape != (K,)
+                or means.shape != (K, D)
+                or covs.shape != shape
+                or prec.shape != shape
+            ):
                 raise ValueError("parameter shapes do not match n_components and n_features")
             for a in (weights, means, covs, prec):
                 if not np.isfinite(a).all():
                     raise ValueError("parameters must be finite")
             if (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
                 raise ValueError("weights must be non-negative and sum to 1")
-            diag = prec if model.covariance_type not in ("full", "tied") else np.diagonal(
-                prec, axis1=-2, axis2=-1)
+            diag = (
+                prec
+                if model.covariance_type not in ("full", "tied")
+                else np.diagonal(prec, axis1=-2, axis2=-1)
+            )
             if (diag <= 0).any():
                 raise ValueError("precisions_cholesky must have a positive diagonal")
             model._set_params(Params(weights, means, covs, prec))
@@ -473,9 +482,16 @@ class GaussianMixture:
             model.reset_iterations_ = [int(i) for i in data.get("reset_iterations", [])]
             model.n_features_in_ = D
             p = opts.get("prior")
-            model.prior_ = None if p is None else Prior(
-                np.array(p["mean"]), float(p["shrinkage"]), float(p["dof"]),
-                np.array(p["scale"]) if np.ndim(p["scale"]) else float(p["scale"]))
+            model.prior_ = (
+                None
+                if p is None
+                else Prior(
+                    np.array(p["mean"]),
+                    float(p["shrinkage"]),
+                    float(p["dof"]),
+                    np.array(p["scale"]) if np.ndim(p["scale"]) else float(p["scale"]),
+                )
+            )
             model.prior = None if p is None else dict(p)
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"malformed model parameters: missing or invalid {err}") from None

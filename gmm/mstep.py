@@ -26,8 +26,12 @@ class Params:
     precisions_cholesky: np.ndarray
 
     def copy(self):
-        return Params(*(np.array(a, copy=True) for a in (
-            self.weights, self.means, self.covariances, self.precisions_cholesky)))
+        return Params(
+            *(
+                np.array(a, copy=True)
+                for a in (self.weights, self.means, self.covariances, self.precisions_cholesky)
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -89,11 +93,15 @@ def m_step(stats, covariance_type, reg_covar, prior, scale):
     if prior is None:
         means, dev = xbar, None
     else:
-        means = (nk[:, None] * xbar + prior.shrinkage * prior.mean) / (nk + prior.shrinkage)[:, None]
+        means = (nk[:, None] * xbar + prior.shrinkage * prior.mean) / (nk + prior.shrinkage)[
+            :, None
+        ]
         dev = xbar - prior.mean
     covariances = estimate_covariances(covariance_type, nk, scatter, dev, reg_covar, prior, D)
     weights = nk / nk.sum()
-    collapsed = nk_raw < scale.min_support
+    # With a prior a component of little support is still well defined (the prior's
+    # pseudo-observations hold it); only singular ones need a restart.
+    collapsed = nk_raw < scale.min_support if prior is None else np.zeros(K, dtype=bool)
     ill = _ill_conditioned(covariance_type, covariances, scale.std)
     if ill is not None:
         collapsed |= ill

@@ -236,13 +236,6 @@ def test_collinear_component_is_reset_or_regularised():
         assert_healthy(model, X)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gmm.estep.worst_rows returns the `count` worst rows, not the worst distinct "
-    "rows: with repeated rows (pixels of one colour) every component reset in the same "
-    "iteration restarts on the same point, and then stays identical to the others; fix "
-    "belongs in estep.py (being optimised elsewhere), see the report.",
-)
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_resets_use_distinct_rows(covariance_type):
     rng = np.random.default_rng(4)

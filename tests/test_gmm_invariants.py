@@ -161,13 +161,6 @@ def test_zero_weights_equal_removed_rows(covariance_type, init):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gmm.estep.soft_stats_random draws the random responsibilities of init='random' "
-    "by global row index, zero-weight rows included, so inserting zero-weight rows shifts "
-    "every later row's numbers; fix belongs in estep.py (being optimised elsewhere), see "
-    "the report.",
-)
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_zero_weights_equal_removed_rows_random_init(covariance_type):
     X = three_blobs(seed=7, spread=1.5)
