@@ -86,6 +86,9 @@ class Image:
     icc_profile : bytes or None
         The embedded ICC profile when it describes RGB data (so it still fits ``pixels``);
         None otherwise. Useful to embed in outputs so they display like the input.
+    notes : tuple of str
+        What Pillow warned about while reading the file (e.g. a malformed MPO header it
+        read past), one line each. Such warnings are recorded here instead of being printed.
     """
 
     pixels: np.ndarray = field(repr=False)
@@ -98,6 +101,7 @@ class Image:
     bit_depth: int = 8
     orientation: int = 1
     icc_profile: bytes | None = field(default=None, repr=False)
+    notes: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self):
         if self.pixels.ndim != 3 or self.pixels.shape[2] != 3:
@@ -161,14 +165,15 @@ def load_image(path, *, frame=0, max_pixels=None) -> Image:
     path = Path(path)
     frame = _validate_frame(frame)
     _validate_max_pixels(max_pixels)
-    with _pillow_session(path, max_pixels) as limit, _open(path, limit) as im:
+    notes = []
+    with _pillow_session(path, max_pixels, notes) as limit, _open(path, limit) as im:
         n_frames = _count(im)
         if frame >= n_frames:
             raise SegmentError(
                 f"{_name(path)}: there is no frame {frame}; the file has {n_frames} "
                 f"frame{'s' if n_frames != 1 else ''} (0 to {n_frames - 1})."
             )
-        return _load_frame(im, path, frame, n_frames, limit)
+        return _load_frame(im, path, frame, n_frames, limit, notes)
 
 
 def iter_frames(path, *, max_pixels=None) -> Iterator[Image]:
@@ -286,10 +291,12 @@ _PILLOW_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _pillow_session(path, max_pixels):
+def _pillow_session(path, max_pixels, notes=None):
     """Hold the lock with Pillow's globals set for one call; yield the pixel limit in force.
 
-    Every exception from the body other than SegmentError leaves as a SegmentError.
+    Every exception from the body other than SegmentError leaves as a SegmentError. Warnings
+    raised meanwhile are appended to ``notes`` (a list) as one-line strings, never shown: a
+    command line tool must not print library warnings with source lines, even with --quiet.
     """
     with _PILLOW_LOCK:
         saved_limit = PILImage.MAX_IMAGE_PIXELS
@@ -303,13 +310,28 @@ def _pillow_session(path, max_pixels):
             # catch_warnings() swaps the process-wide filter list; only this one category
             # is affected, and the lock keeps two loads from interleaving their filters.
             with warnings.catch_warnings():
-                # Pillow only warns between 1x and 2x its limit; we refuse everything above.
+                # Record every warning, whatever filters the caller has set ...
+                warnings.simplefilter("always")
+                warnings.showwarning = _note_recorder([] if notes is None else notes)
+                # ... but Pillow only warns between 1x and 2x its limit; we refuse everything
+                # above.
                 warnings.simplefilter("error", PILImage.DecompressionBombWarning)
                 with _as_segment_errors(path, limit):
                     yield limit
         finally:
             PILImage.MAX_IMAGE_PIXELS = saved_limit
             ImageFile.LOAD_TRUNCATED_IMAGES = saved_truncated
+
+
+def _note_recorder(notes):
+    def record(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if len(text) > 200:
+            text = text[:197] + "..."
+        if text and text not in notes:
+            notes.append(text)
+
+    return record
 
 
 @contextlib.contextmanager
@@ -355,18 +377,20 @@ def _check_size(im, path, limit):
 
 def _frames(path, max_pixels):
     with contextlib.ExitStack() as stack:
-        with _pillow_session(path, max_pixels) as limit:
+        opening = []  # what Pillow warned about at open concerns every frame
+        with _pillow_session(path, max_pixels, opening) as limit:
             im = stack.enter_context(_open(path, limit))
             n_frames = _count(im)
         for index in range(n_frames):
             # The lock is taken per frame, never across a yield: the consumer may load
             # other images (or take its time) between frames.
-            with _pillow_session(path, max_pixels) as limit:
-                image = _load_frame(im, path, index, n_frames, limit)
+            notes = list(opening)
+            with _pillow_session(path, max_pixels, notes) as limit:
+                image = _load_frame(im, path, index, n_frames, limit, notes)
             yield image
 
 
-def _load_frame(im, path, index, n_frames, limit):
+def _load_frame(im, path, index, n_frames, limit, notes=()):
     if index != im.tell():
         im.seek(index)
         # A GIF frame may enlarge the canvas, and TIFF pages have their own sizes.
@@ -390,6 +414,7 @@ def _load_frame(im, path, index, n_frames, limit):
         bit_depth=bit_depth,
         orientation=orientation,
         icc_profile=_rgb_icc_profile(im),
+        notes=tuple(notes),
     )
 
 
@@ -682,6 +707,12 @@ def _explain(err, path, limit):
 
 def _explain_oserror(err, name):
     # Pillow's decoder failures are OSErrors without an errno; real I/O errors have one.
+    if err.errno == errno.ENAMETOOLONG:
+        return f"{name}: the file name is too long for the file system; check the path."
+    if err.errno == errno.ENOTDIR:
+        return f"{name}: no such file (a part of the path is not a folder); check the path."
+    if err.errno == errno.ELOOP:
+        return f"{name}: the path is a loop of symbolic links; check the path."
     if err.errno is not None:
         return f"{name}: cannot read the file ({err.strerror or _detail(err)}); check the disk."
     text = str(err)
@@ -765,22 +796,47 @@ def _detail(err):
 # =============================================================================================
 
 
+def _is_dir(path):
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):  # e.g. a name too long to look up
+        return False
+
+
 def _write_error(path, err):
-    if isinstance(err, IsADirectoryError) or (Path(path).is_dir()):
-        return SegmentError(f"cannot write {path}: it is a directory; choose a file name.")
+    """The one-line SegmentError for an OSError met while writing ``path``."""
+    name = _name(path)
+    code = getattr(err, "errno", None)
+    if isinstance(err, IsADirectoryError) or _is_dir(path):
+        return SegmentError(f"cannot write {name}: it is a directory; choose a file name.")
     if isinstance(err, PermissionError):
         return SegmentError(
-            f"cannot write {path}: permission denied; choose an output folder you can write to."
+            f"cannot write {name}: permission denied; choose an output folder you can write to."
         )
     if isinstance(err, FileNotFoundError):
         return SegmentError(
-            f"cannot write {path}: the folder {Path(path).parent} does not exist; create it first."
+            f"cannot write {name}: the folder {_name(Path(path).parent)} does not exist; "
+            "create it first."
         )
-    if getattr(err, "errno", None) == errno.ENOSPC:
-        return SegmentError(f"cannot write {path}: no space left on the device; free some space.")
-    if getattr(err, "errno", None) == errno.EROFS:
-        return SegmentError(f"cannot write {path}: the file system is read-only.")
-    return SegmentError(f"cannot write {path}: {err.strerror or err}.")
+    if code == errno.ENOSPC:
+        return SegmentError(f"cannot write {name}: no space left on the device; free some space.")
+    if code == getattr(errno, "EDQUOT", None):
+        return SegmentError(f"cannot write {name}: the disk quota is exceeded; free some space.")
+    if code == errno.EROFS:
+        return SegmentError(
+            f"cannot write {name}: the file system is read-only; choose another output folder."
+        )
+    if code == errno.ENAMETOOLONG:
+        return SegmentError(
+            f"cannot write {name}: the file name is too long for the file system; rename the "
+            "input or choose a shorter output folder."
+        )
+    return SegmentError(f"cannot write {name}: {_detail_os(err)}.")
+
+
+def _detail_os(err):
+    text = getattr(err, "strerror", None) or " ".join(str(err).split()) or type(err).__name__
+    return text[:160]
 
 
 @contextlib.contextmanager
@@ -801,11 +857,11 @@ def atomic_write(path, *, overwrite=False):
         (permissions, missing folder, full disk). Nothing is left behind in any case.
     """
     path = Path(path)
-    if path.is_dir():
-        raise SegmentError(f"cannot write {path}: it is a directory; choose a file name.")
-    if path.exists() and not overwrite:
-        raise SegmentError(f"{path} already exists; pass --overwrite to replace it.")
     try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if path.exists() and not overwrite:
+            raise SegmentError(f"{_name(path)} already exists; pass --overwrite to replace it.")
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
     except OSError as err:
         raise _write_error(path, err) from None
@@ -815,7 +871,7 @@ def atomic_write(path, *, overwrite=False):
             f.flush()
             os.fsync(f.fileno())
         if not overwrite and path.exists():
-            raise SegmentError(f"{path} already exists; pass --overwrite to replace it.")
+            raise SegmentError(f"{_name(path)} already exists; pass --overwrite to replace it.")
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     except OSError as err:
@@ -824,6 +880,19 @@ def atomic_write(path, *, overwrite=False):
     except BaseException:
         _unlink_quietly(tmp)
         raise
+    # The rename is atomic but lives in the folder's metadata: make it durable, so that a
+    # crash right after a successful run cannot lose the new name. Best effort: some file
+    # systems cannot sync a folder.
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder):
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _umask():
