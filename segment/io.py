@@ -693,6 +693,9 @@ def _explain(err, path, limit):
             f"{name}: a compressed metadata chunk expands to too much data (decompression-bomb "
             "protection); re-export the image without its metadata."
         )
+    if isinstance(err, ValueError) and "not enough image data" in str(err):
+        # Pillow's raw and plain-text (Netpbm) decoders say so when the samples run out.
+        return f"{name}: the image data is truncated ({_detail(err)}); re-download or re-export it."
     if isinstance(err, EOFError):
         return f"{name}: the file ends unexpectedly ({_detail(err)}); re-download or re-export it."
     if isinstance(err, ValueError | SyntaxError | struct.error | IndexError | KeyError):

@@ -5,6 +5,7 @@ Run from anywhere: ``python tests/data/odd/make_extra.py``. The output is determ
 numpy and tifffile (a dependency of scikit-image).
 """
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -125,6 +126,94 @@ def main():
         '<rect width="10" height="10" fill="red"/></svg>\n',
         encoding="utf-8",
     )
+
+    reliability_extras()
+
+
+def tiff_header_only(width, height):
+    """A little-endian 8-bit grey TIFF announcing ``width x height`` with 16 bytes of data."""
+    entries = [  # (tag, type: 3 = SHORT, 4 = LONG, value)
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, None),  # strip offset: right after the IFD
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, 16),
+    ]
+    data_offset = 8 + 2 + 12 * len(entries) + 4
+    out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, value in entries:
+        value = data_offset if value is None else value
+        # A SHORT value sits in the first 2 bytes of the 4-byte value field.
+        field = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, kind, 1) + field
+    return out + struct.pack("<I", 0) + b"\x80" * 16
+
+
+def encoded(image, **params):
+    buf = io.BytesIO()
+    image.save(buf, **params)
+    return buf.getvalue()
+
+
+def reliability_extras():
+    """Cases the CLI reliability tests (tests/test_reliability.py) add to the corpus."""
+    rng = np.random.default_rng(6)
+    noise = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+
+    # A 16-bit RGB TIFF, as scanners write (Pillow reads its high bytes).
+    y, x = np.mgrid[0:24, 0:32]
+    rgb16 = np.stack([x * 2000, y * 2700, (x + y) * 1100], axis=-1).astype(np.uint16)
+    tifffile.imwrite(HERE / "rgb16.tiff", rgb16, photometric="rgb")
+
+    # A TIFF bomb: the header announces 100000 x 100000 pixels.
+    (HERE / "bomb_header.tiff").write_bytes(tiff_header_only(100_000, 100_000))
+
+    # Truncated downloads in other containers than PNG and baseline JPEG.
+    data = encoded(noise, format="TIFF")
+    (HERE / "truncated_strip.tiff").write_bytes(data[: len(data) // 2])
+    data = encoded(noise.convert("P"), format="GIF")
+    (HERE / "truncated_still.gif").write_bytes(data[: len(data) // 2])
+    frames = [
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).convert("P")
+        for _ in range(3)
+    ]
+    data = encoded(frames[0], format="GIF", save_all=True, append_images=frames[1:])
+    # Cut inside the second frame: the first frame is whole.
+    (HERE / "truncated_anim.gif").write_bytes(data[: int(len(data) * 0.6)])
+    data = encoded(noise, format="JPEG", progressive=True, quality=80)
+    (HERE / "progressive_truncated.jpg").write_bytes(data[: len(data) // 3])
+    (HERE / "truncated_header.jpg").write_bytes(data[:200])
+    data = encoded(noise, format="WEBP", quality=80)
+    (HERE / "truncated.webp").write_bytes(data[: len(data) // 2])
+    (HERE / "ascii_truncated.pgm").write_text("P2\n4 4\n255\n1 2 3 4\n5 6\n", encoding="ascii")
+
+    # What a failed download often saves: the server's error page, under the image's name.
+    (HERE / "html_error_page.jpg").write_text(
+        "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>"
+        "<body><h1>Not Found</h1></body></html>\n",
+        encoding="utf-8",
+    )
+
+    # Nothing visible: alpha 0 everywhere, and float data that is all NaN / infinite.
+    Image.new("RGBA", (6, 4), (10, 200, 30, 0)).save(HERE / "all_transparent.png")
+    nan = np.full((4, 5), np.nan, np.float32)
+    nan[0, 0] = np.inf
+    Image.fromarray(nan, mode="F").save(HERE / "float_all_nan.tiff")
+
+    # Extreme aspect ratios (plots, label maps, smoothing of a one-pixel-high image).
+    ramp = (np.arange(2000) % 256).astype(np.uint8)
+    Image.fromarray(ramp[None, :]).save(HERE / "line_1x2000.png")
+    Image.fromarray(ramp[:, None]).save(HERE / "line_2000x1.png")
+
+    # 16-bit images (not fitted on distinct colours) with one and two values for k=3.
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(HERE / "grey16_flat.png")
+    two = np.full((8, 8), 1000, np.uint16)
+    two[4:] = 50000
+    Image.fromarray(two).save(HERE / "grey16_two_values.png")
 
 
 if __name__ == "__main__":
