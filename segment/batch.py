@@ -27,6 +27,7 @@ import functools
 import io as _io
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -180,8 +181,9 @@ def find_inputs(in_dir, *, recursive=False, pattern=None, exclude=()):
     recursive : bool
         Descend into subfolders.
     pattern : str, optional
-        Shell pattern matched, ignoring case, against the file name (or against the relative
-        path when it contains a "/"). Default: every extension Pillow can decode.
+        Shell pattern matched, ignoring case, against the file name; or, when it contains a
+        "/", against the path below ``in_dir`` (there "*" stays within a folder and "**/"
+        spans any number of folders). Default: every extension Pillow can decode.
     exclude : iterable of Path
         Folders not to enter (the output tree when it lies inside the input tree).
 
@@ -192,6 +194,7 @@ def find_inputs(in_dir, *, recursive=False, pattern=None, exclude=()):
     """
     in_dir = Path(in_dir)
     excluded = {Path(p).resolve() for p in exclude}
+    matches = _matcher(pattern)
     found = []
     for dirpath, dirnames, filenames in os.walk(in_dir):
         base = Path(dirpath)
@@ -206,16 +209,47 @@ def find_inputs(in_dir, *, recursive=False, pattern=None, exclude=()):
         )
         for name in filenames:
             rel = (base / name).relative_to(in_dir)
-            if not name.startswith(".") and _matches(rel, pattern) and (base / name).is_file():
+            if not name.startswith(".") and matches(rel) and (base / name).is_file():
                 found.append(rel)
     return sorted(found, key=lambda p: p.as_posix())
 
 
-def _matches(rel, pattern):
+def _matcher(pattern):
     if pattern is None:
-        return rel.suffix.lower() in READABLE_EXTENSIONS
-    target = rel.as_posix() if "/" in pattern else rel.name
-    return fnmatch.fnmatchcase(target.lower(), pattern.lower())
+        return lambda rel: rel.suffix.lower() in READABLE_EXTENSIONS
+    if "/" not in pattern:
+        return lambda rel: fnmatch.fnmatchcase(rel.name.lower(), pattern.lower())
+    regex = _path_regex(pattern)
+    return lambda rel: regex.match(rel.as_posix()) is not None
+
+
+def _path_regex(pattern):
+    """A glob over "/"-separated paths as a regular expression (fnmatch's "*" would match
+    across folders)."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        c = pattern[i]
+        end = pattern.find("]", i + 2) if c == "[" else -1
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif end != -1:
+            body = pattern[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -547,37 +581,51 @@ class _Pool:
         pending = deque((job, 0) for job in jobs)
         inflight = self._inflight
         while pending or inflight:
+            broken = False
             while pending and len(inflight) < self.slots:
                 job, attempt = pending.popleft()
-                with _signals_held():  # a worker may be started here
-                    future = self._executor.submit(_in_worker, fn, job)
-                inflight[future] = (job, attempt)
-            events.running([job.rel for job, _ in inflight.values()])
-            done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
-            broken = False
-            for future in sorted(done, key=lambda f: inflight[f][0].index):
-                job, attempt = inflight.pop(future)
                 try:
-                    result = future.result()
-                except BrokenProcessPool:
+                    with _signals_held():  # a worker may be started here
+                        future = self._executor.submit(_in_worker, fn, job)
+                except BrokenProcessPool:  # a worker died since the last results
+                    pending.appendleft((job, attempt))
                     broken = True
-                    if attempt == 0:
-                        pending.appendleft((_retry(job), 1))
-                        continue
-                    result = _failure(WORKER_DIED)
-                except Exception as err:
-                    result = _failure(f"internal error ({type(err).__name__}: {err}).")
-                yield job, result
+                    break
+                inflight[future] = (job, attempt)
+            if not broken:
+                events.running([job.rel for job, _ in inflight.values()])
+                done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: inflight[f][0].index):
+                    result = self._result(future, pending)
+                    broken |= result is None
+                    if result is not None:
+                        yield result
             if broken:
-                # Every job still in flight fails the same way: collect them, then restart.
-                for future in list(inflight):
-                    job, attempt = inflight.pop(future)
-                    if attempt == 0 or not isinstance(future.exception(), BrokenProcessPool):
-                        pending.appendleft((_retry(job), attempt + 1))
-                    else:
-                        yield job, _failure(WORKER_DIED)
+                # Every job still in flight ends (a result, or the same failure): collect
+                # them, then start a new pool.
+                _, hung = wait(list(inflight), timeout=60.0)
+                for future in hung:
+                    yield inflight.pop(future)[0], _failure(WORKER_DIED)
+                for future in sorted(inflight, key=lambda f: inflight[f][0].index):
+                    result = self._result(future, pending)
+                    if result is not None:
+                        yield result
                 self._executor.shutdown(wait=True)
                 self._executor = self._new_executor()
+
+    def _result(self, future, pending):
+        """``(job, result)`` of a finished future; None when its worker died and the job
+        goes back to ``pending`` for a second attempt."""
+        job, attempt = self._inflight.pop(future)
+        try:
+            return job, future.result()
+        except BrokenProcessPool:
+            if attempt == 0:
+                pending.appendleft((_retry(job), 1))
+                return None
+            return job, _failure(WORKER_DIED)
+        except Exception as err:
+            return job, _failure(f"internal error ({type(err).__name__}: {err}).")
 
     def abort(self):
         """Stop now: cancel queued jobs, SIGTERM the workers (each removes the file it was
@@ -1030,9 +1078,21 @@ class _Report:
             f.write(buf.getvalue().encode("utf-8"))
 
 
-def _skipped_row(paths):
+def _written_since(paths, t):
+    """Whether every output exists and the model file(s), written last, are newer than t."""
+    try:
+        return (
+            bool(paths)
+            and all(p.stat().st_mtime >= t for p in paths if p.name.endswith(".model.json"))
+            and all(p.exists() for p in paths)
+        )
+    except OSError:
+        return False
+
+
+def _finished_row(paths, status="skipped"):
     """A finished input's row, with the figures its NAME.model.json recorded."""
-    row = {"status": "skipped", "error": "", "seconds": 0.0, "frames": 0}
+    row = {"status": status, "error": "", "seconds": 0.0 if status == "skipped" else None}
     model_files = [p for p in paths if p.name.endswith(".model.json")]
     row["frames"] = len(model_files)
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError, IndexError):
@@ -1253,11 +1313,13 @@ def _run(in_dir, out_dir, jobs, spec, resume, shared_model, workers, scheduler, 
     }
     report = _Report(out_dir, jobs, meta)
     todo = []
+    expected = {}
+    started = time.time()
     shared_paths = _shared_paths(out_dir, spec.plots)
     reuse_shared = shared_model and resume and not spec.overwrite and shared_paths[-1].exists()
     reserved = set(shared_paths) | {out_dir / n for n in REPORT_NAMES}
     for job in jobs:
-        paths = _expected_outputs(job, spec, labelling=shared_model)
+        paths = expected[job.index] = _expected_outputs(job, spec, labelling=shared_model)
         clash = [p for p in paths or () if p in inputs or (shared_model and p in reserved)]
         if clash:
             report.set(
@@ -1271,7 +1333,7 @@ def _run(in_dir, out_dir, jobs, spec, resume, shared_model, workers, scheduler, 
         complete = paths is not None and all(p.exists() for p in paths)
         # With a new shared model, earlier per-image outputs are stale.
         if resume and complete and (reuse_shared or not shared_model):
-            report.set(job, _skipped_row(paths))
+            report.set(job, _finished_row(paths))
             continue
         partial = paths is not None and any(p.exists() for p in paths)
         todo.append(replace(job, overwrite=resume and partial))
@@ -1303,8 +1365,14 @@ def _run(in_dir, out_dir, jobs, spec, resume, shared_model, workers, scheduler, 
             raise
         finally:
             _remove_temp_files(folders)
-            for row in report.rows:
-                if row["status"] == "pending":
+            for job, row in zip(jobs, report.rows, strict=True):
+                if row["status"] != "pending":
+                    continue
+                paths = expected[job.index]
+                if _written_since(paths, started):
+                    # Done by a worker, but the run stopped before it could say so.
+                    report.set(job, _finished_row(paths, status="ok"))
+                else:
                     row.update(status="interrupted", error=NOT_DONE.format(why=stopped))
             meta["seconds"] = round(time.perf_counter() - t0, 3)
             meta["stopped"] = stopped
