@@ -8,6 +8,7 @@ from .covariance import full_covariances, n_parameters
 from .distributed import DaskSource, fit_dask
 from .exceptions import ConvergenceWarning, FewDistinctPointsWarning
 from .model import GaussianMixture
+from .select import Selection, grow_mixture, select_model
 
 __all__ = [
     "ArraySource",
@@ -17,7 +18,10 @@ __all__ = [
     "FewDistinctPointsWarning",
     "GaussianMixture",
     "IterableSource",
+    "Selection",
     "fit_dask",
     "full_covariances",
+    "grow_mixture",
     "n_parameters",
+    "select_model",
 ]

@@ -1,0 +1,567 @@
+"""Choice of the number of components K (and of the covariance structure) by an information
+criterion: BIC, AIC or ICL, lower is better.
+
+:func:`select_model` fits every K of a range for each covariance type and keeps the model
+with the lowest criterion. Work is reused along each covariance type's range: the K values
+are fitted in increasing order, and every model after the first starts from the previous
+one with its most spread-out components split in two (:func:`grow_mixture`), so EM begins
+close to an optimum instead of from a fresh k-means. The data (for images, the distinct
+colours weighted by their pixel counts) are given once and passed to every fit as they are.
+
+Splitting a component
+---------------------
+One E-step pass gives each component's responsibility-weighted scatter
+``Q_k = Σ w r_k (x - μ_k)(x - μ_k)ᵀ``. The component with the largest leading eigenvalue of
+``Q_k`` (the most weighted spread along one direction: the cluster a bisecting k-means would
+cut first) is replaced by two halves with half its weight each, means ``μ ± a √λ v`` and
+covariance ``Q_k / N_k − a² λ v vᵀ`` (plus ``reg_covar``), where ``λ, v`` are the leading
+eigenpair of ``Q_k / N_k`` and ``a = √(2/π)``: these are the mean and the variance along
+``v`` of each half of a Gaussian cut through its mean. Tied structures keep their shared
+covariance; diagonal and spherical ones keep the diagonal or the mean variance of it.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._checks import COVARIANCE_TYPES, check_choice
+from .chunks import as_source, summarize, weighted_sample
+from .covariance import full_covariances, precision_cholesky
+from .estep import block_rows, estep, loglik_and_entropy
+from .exceptions import ConvergenceWarning, FewDistinctPointsWarning
+from .model import GaussianMixture, check_random_state
+from .mstep import Params
+from .stats import FeatureMap
+
+CRITERIA = ("bic", "aic", "icl")
+
+#: Options of :class:`GaussianMixture` that :func:`select_model` passes on to every fit.
+FIT_OPTIONS = ("tol", "reg_covar", "max_iter", "n_init", "init", "prior", "chunk_mib", "dtype")
+
+#: Mean and variance along the cut axis of each half of a Gaussian cut through its mean,
+#: in units of the standard deviation and of the variance.
+_HALF_OFFSET = np.sqrt(2.0 / np.pi)
+
+
+# =========================================================================================
+# Results
+# =========================================================================================
+
+
+@dataclass
+class Selection:
+    """What :func:`select_model` fitted and which model it chose.
+
+    Attributes
+    ----------
+    best : GaussianMixture
+        The fitted model with the lowest criterion.
+    criterion : str
+        ``"bic"``, ``"aic"`` or ``"icl"``.
+    chosen : tuple (int, str)
+        ``(k, covariance_type)`` of ``best``.
+    table : list of dict
+        One row per fitted model, in fitting order: ``k``, ``covariance_type``, ``bic``,
+        ``aic``, ``icl``, ``loglik`` (Σ w log p(x)), ``n_parameters``, ``n_iter``,
+        ``converged``, ``n_resets``, ``warm_start`` (whether it started from the previous K).
+    models : dict
+        ``{(k, covariance_type): GaussianMixture}`` for every row of ``table``.
+    """
+
+    best: GaussianMixture
+    criterion: str
+    chosen: tuple
+    table: list = field(default_factory=list)
+    models: dict = field(default_factory=dict, repr=False)
+
+    def values(self, criterion=None):
+        """The criterion per K for each covariance type, as ``plot_criterion`` takes them.
+
+        Parameters
+        ----------
+        criterion : {"bic", "aic", "icl"}, optional
+            Default: the criterion the selection used.
+
+        Returns
+        -------
+        ks : ndarray of int (n_k,)
+            Every K fitted, increasing.
+        values : dict of str to ndarray (n_k,)
+            Per covariance type (in the order given), the criterion at each K; NaN where
+            that K was not fitted for that type.
+        """
+        name = check_choice(
+            "criterion", self.criterion if criterion is None else criterion, CRITERIA
+        )
+        ks = np.array(sorted({row["k"] for row in self.table}), dtype=int)
+        position = {int(k): i for i, k in enumerate(ks)}
+        out = {}
+        for row in self.table:
+            series = out.setdefault(row["covariance_type"], np.full(ks.size, np.nan))
+            series[position[row["k"]]] = row[name]
+        return ks, out
+
+    def to_dict(self):
+        """The choice and the table as plain JSON-able values (for a model file)."""
+        return {
+            "criterion": self.criterion,
+            "chosen": {"k": int(self.chosen[0]), "covariance_type": self.chosen[1]},
+            "table": [dict(row) for row in self.table],
+        }
+
+
+# =========================================================================================
+# Validation
+# =========================================================================================
+
+
+def _check_ks(n_components):
+    try:
+        ks = list(n_components)
+    except TypeError:
+        ks = [n_components]
+    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1]
+    if not ks or bad:
+        raise ValueError(
+            "n_components must be a non-empty sequence of whole numbers >= 1, e.g. "
+            f"range(2, 17); got {n_components!r}."
+        )
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"n_components lists a number twice: {ks}.")
+    return sorted(int(k) for k in ks)
+
+
+def _check_types(covariance_types):
+    types = [covariance_types] if isinstance(covariance_types, str) else list(covariance_types)
+    if not types:
+        raise ValueError(f"covariance_types is empty; use some of {', '.join(COVARIANCE_TYPES)}.")
+    for t in types:
+        check_choice("covariance_types", t, COVARIANCE_TYPES)
+    if len(set(types)) != len(types):
+        raise ValueError(f"covariance_types lists a type twice: {types}.")
+    return types
+
+
+def _check_options(options):
+    unknown = sorted(set(options) - set(FIT_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"select_model does not take {', '.join(unknown)}; the options passed on to each "
+            f"fit are {', '.join(FIT_OPTIONS)}."
+        )
+    return dict(options)
+
+
+# =========================================================================================
+# Warm start: split components
+# =========================================================================================
+
+
+def _component_scatter(model, source):
+    """N_k (K,) and the responsibility-weighted scatter Q_k (K, D, D) about each mean,
+    from one E-step pass with the model's densities written as full covariances."""
+    K, D = model.means_.shape
+    full = full_covariances(model.covariance_type, model.covariances_, K, D)
+    params = Params(model.weights_, model.means_, full, precision_cholesky("full", full))
+    dtype = np.dtype(model.dtype)
+    rows = block_rows(K, FeatureMap("full", D), dtype, model.chunk_mib)
+    stats = estep(params, "full", source, model.weights_ @ model.means_, dtype, rows)
+    return stats.nk, 0.5 * (stats.qk + stats.qk.transpose(0, 2, 1))
+
+
+def _leading(S):
+    lam, vec = np.linalg.eigh(S)
+    return max(float(lam[-1]), 0.0), vec[:, -1]
+
+
+@dataclass
+class _Components:
+    """Per-component lists that splitting edits: weights, means, covariances (full
+    matrices), and the data's scatter under the responsibilities (total ``n``, normalised
+    ``scatter``, weighted leading eigenvalue ``spread``)."""
+
+    weights: list
+    means: list
+    covs: list
+    n: list
+    scatter: list
+    spread: list
+
+    def copy(self):
+        return _Components(
+            *(
+                list(getattr(self, f))
+                for f in ("weights", "means", "covs", "n", "scatter", "spread")
+            )
+        )
+
+    def split(self, j, reg):
+        """Replace component j by its two halves along its leading axis."""
+        lam, v = _leading(self.scatter[j])
+        step = _HALF_OFFSET * np.sqrt(lam) * v
+        half = self.scatter[j] - (_HALF_OFFSET**2) * lam * np.outer(v, v)
+        half = 0.5 * (half + half.T)
+        m, w, n = self.means[j], 0.5 * self.weights[j], 0.5 * self.n[j]
+        self.weights[j : j + 1] = [w, w]
+        self.means[j : j + 1] = [m - step, m + step]
+        self.covs[j : j + 1] = [half + reg, half + reg]
+        self.n[j : j + 1] = [n, n]
+        self.scatter[j : j + 1] = [half, half]
+        self.spread[j : j + 1] = [n * _leading(half)[0]] * 2
+
+    def init(self, ctype, reg):
+        """``weights_init``, ``means_init``, ``precisions_init`` for ``ctype``."""
+        weights = np.array(self.weights)
+        covs = np.array(self.covs)
+        if ctype in ("tied", "tied_diag"):
+            # The M-step's shared covariance of the split components: the pooled scatter.
+            n = np.array(self.n)
+            pooled = np.einsum("k,kij->ij", n, np.array(self.scatter)) / max(n.sum(), 1e-300)
+            pooled = pooled + reg
+            P = np.linalg.inv(pooled) if ctype == "tied" else 1.0 / np.diag(pooled)
+        elif ctype == "full":
+            P = np.linalg.inv(covs)
+        else:
+            var = np.diagonal(covs, axis1=1, axis2=2)
+            P = 1.0 / (var if ctype == "diag" else var.mean(axis=1))
+        if ctype in ("full", "tied"):
+            P = 0.5 * (P + np.swapaxes(P, -1, -2))
+        return {
+            "weights_init": weights / weights.sum(),
+            "means_init": np.array(self.means),
+            "precisions_init": P,
+        }
+
+
+def _components(model, X, sample_weight):
+    K, D = model.means_.shape
+    nk, Q = _component_scatter(model, as_source(X, sample_weight))
+    scatter = [Q[k] / nk[k] if nk[k] > 0 else np.zeros((D, D)) for k in range(K)]
+    return _Components(
+        list(model.weights_),
+        list(model.means_),
+        list(full_covariances(model.covariance_type, model.covariances_, K, D)),
+        list(nk),
+        scatter,
+        [nk[k] * _leading(scatter[k])[0] for k in range(K)],
+    )
+
+
+def _check_n_new(n_new):
+    if isinstance(n_new, bool) or not isinstance(n_new, int | np.integer) or n_new < 0:
+        raise ValueError(f"n_new must be a whole number >= 0; got {n_new!r}.")
+    return int(n_new)
+
+
+def split_parameters(model, X, sample_weight=None, n_new=1, *, first=None):
+    """First parameters of a mixture with ``n_new`` more components than ``model``.
+
+    The most spread-out component is split in two, ``n_new`` times (see the module notes).
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted model.
+    X, sample_weight
+        The data it was fitted on (array or chunk source, as for ``fit``).
+    n_new : int
+        Components to add.
+    first : int, optional
+        Split this component first (the rest by spread).
+
+    Returns
+    -------
+    dict
+        ``weights_init``, ``means_init`` and ``precisions_init`` for
+        ``GaussianMixture(K + n_new, covariance_type=model.covariance_type, ...)``.
+    """
+    model._check_fitted()
+    n_new = _check_n_new(n_new)
+    comps = _components(model, X, sample_weight)
+    return _split_init(comps, model, n_new, first)
+
+
+def _split_init(comps, model, n_new, first=None):
+    comps = comps.copy()
+    reg = float(model.reg_covar) * np.eye(model.means_.shape[1])
+    for i in range(n_new):
+        comps.split(int(np.argmax(comps.spread)) if i or first is None else int(first), reg)
+    return comps.init(model.covariance_type, reg)
+
+
+def _options_of(model):
+    return {
+        "tol": model.tol,
+        "reg_covar": model.reg_covar,
+        "max_iter": model.max_iter,
+        "init": model.init,
+        "prior": model.prior,
+        "chunk_mib": model.chunk_mib,
+        "dtype": model.dtype,
+    }
+
+
+def trial_sample(X, sample_weight=None, *, size=10_000, random_state=None):
+    """A weighted sample of about ``size`` distinct rows on which candidate starts are judged.
+
+    Returns ``(Xs, ws, exact)``: the rows, their weights (summing to the data's total
+    weight), and whether the sample is the data itself (when it has no more than ``size``
+    rows of positive weight).
+    """
+    source = as_source(X, sample_weight)
+    summary = summarize(source)
+    Xs, ws = weighted_sample(source, summary, int(size), check_random_state(random_state))
+    return Xs, ws, summary.n_positive <= size
+
+
+def grow_mixture(
+    model,
+    X,
+    sample_weight=None,
+    *,
+    n_components,
+    n_candidates=6,
+    trial_iter=5,
+    trial_data=None,
+    random_state=None,
+    callback=None,
+    **options,
+):
+    """Fit a mixture with more components, starting from a fitted smaller one.
+
+    Each of the ``n_candidates`` most spread-out components of ``model`` is tried as the
+    first one to split (further splits, when more than one component is added, go to the
+    most spread-out component). Every candidate runs ``trial_iter`` EM iterations on a
+    weighted sample of the data (:func:`trial_sample`), and EM continues on all the data,
+    to convergence, from the candidate with the best objective. With ``n_init`` > 1 the
+    other initialisations are ordinary (cold) ones, and the best fit is kept.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted model with fewer than ``n_components`` components.
+    X, sample_weight
+        The data, as for :meth:`GaussianMixture.fit`.
+    n_components : int
+        K of the new model.
+    n_candidates : int, default 6
+        Components tried as the first to split; 1 skips the trials.
+    trial_iter : int, default 5
+        EM iterations that judge each candidate.
+    trial_data : tuple, optional
+        ``trial_sample(X, sample_weight)``, to share one sample between many calls.
+    random_state : None, int or numpy.random.Generator
+    callback : callable, optional
+        ``callback(iteration, objective)`` after every EM iteration on all the data.
+    **options
+        Options of :class:`GaussianMixture` (``tol``, ``max_iter``, ...); by default those
+        of ``model``.
+
+    Returns
+    -------
+    GaussianMixture
+        Fitted, with ``n_components`` components and ``model``'s covariance type.
+    """
+    model._check_fitted()
+    K = model.n_components
+    if isinstance(n_components, bool) or not isinstance(n_components, int | np.integer):
+        raise ValueError(f"n_components must be a whole number; got {n_components!r}.")
+    if n_components <= K:
+        raise ValueError(
+            f"n_components must be larger than the model's {K} components; got {n_components}."
+        )
+    for name, value in (("n_candidates", n_candidates), ("trial_iter", trial_iter)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1; got {value!r}.")
+    opts = {**_options_of(model), **_check_options(options)}
+    n_init = int(opts.pop("n_init", 1))
+    max_iter = int(opts.pop("max_iter"))
+    rng = check_random_state(random_state)
+    n_components = int(n_components)
+
+    def new(iterations, init, cb=None, n=1):
+        return GaussianMixture(
+            n_components,
+            covariance_type=model.covariance_type,
+            max_iter=iterations,
+            n_init=n,
+            random_state=rng,
+            callback=cb,
+            **opts,
+            **init,
+        )
+
+    comps = _components(model, X, sample_weight)
+    order = np.argsort(-np.array(comps.spread), kind="stable")[: int(n_candidates)]
+    inits = [_split_init(comps, model, n_components - K, first=j) for j in order]
+    if len(inits) == 1:
+        warm = new(max_iter, inits[0], callback).fit(X, sample_weight)
+    else:
+        Xt, wt, exact = (
+            trial_data
+            if trial_data is not None
+            else trial_sample(X, sample_weight, random_state=rng)
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            trials = [new(min(trial_iter, max_iter), init).fit(Xt, wt) for init in inits]
+        warm = max(trials, key=lambda m: m.lower_bound_)
+        if not (exact and (warm.converged_ or max_iter <= trial_iter)):
+            cont = {
+                "weights_init": warm.weights_,
+                "means_init": warm.means_,
+                "precisions_init": _symmetric(warm.precisions_, warm.covariance_type),
+            }
+            warm = new(max_iter, cont, callback).fit(X, sample_weight)
+    if n_init > 1:
+        cold = new(max_iter, {}, callback, n_init - 1).fit(X, sample_weight)
+        if cold.lower_bound_ > warm.lower_bound_:
+            return cold
+    return warm
+
+
+def _symmetric(P, ctype):
+    return 0.5 * (P + np.swapaxes(P, -1, -2)) if ctype in ("full", "tied") else P
+
+
+# =========================================================================================
+# Criteria and selection
+# =========================================================================================
+
+
+def criteria(model, X, sample_weight=None):
+    """BIC, AIC, ICL and Σ w log p(x) of a fitted model on data, from one pass.
+
+    The same values as ``model.bic``, ``model.aic`` and ``model.icl``; N in BIC is the
+    total weight (the number of pixels when the rows are distinct colours with counts).
+    """
+    source = model._source(X, sample_weight)
+    loglik, weight, entropy = loglik_and_entropy(model.kernel(), source)
+    if weight <= 0:
+        raise ValueError("X has no rows (or only zero weights) to score.")
+    p = model.n_parameters()
+    bic = -2.0 * loglik + p * np.log(weight)
+    return {
+        "bic": float(bic),
+        "aic": float(-2.0 * loglik + 2.0 * p),
+        "icl": float(bic + 2.0 * entropy),
+        "loglik": float(loglik),
+        "n_parameters": int(p),
+    }
+
+
+def select_model(
+    X,
+    sample_weight=None,
+    *,
+    n_components=range(2, 17),
+    covariance_types=("full",),
+    criterion="bic",
+    warm_start=True,
+    random_state=None,
+    callback=None,
+    **options,
+):
+    """Fit a range of K (and covariance types) and choose the model by an information
+    criterion.
+
+    Parameters
+    ----------
+    X : array-like (N, D), numpy.memmap, or chunk source
+        The data, as for :meth:`GaussianMixture.fit`.
+    sample_weight : array-like (N,), optional
+        Non-negative weights (pixel counts of distinct colours).
+    n_components : sequence of int, default range(2, 17)
+        The K to try; fitted in increasing order. K above the number of rows with positive
+        weight are left out (with a :class:`FewDistinctPointsWarning`).
+    covariance_types : sequence of str, default ("full",)
+        Covariance structures to try, each over the whole range of K.
+    criterion : {"bic", "aic", "icl"}, default "bic"
+        What to minimise. All three are computed for every model (in ``table``); ties go
+        to the smaller K, then to the earlier covariance type.
+    warm_start : bool, default True
+        Start each K (after a type's first) from the previous model with components split
+        (see :func:`grow_mixture`); False fits every K from its own initialisation.
+    random_state : None, int or numpy.random.Generator
+        One generator drives every fit, so an int gives the same selection every run.
+    callback : callable, optional
+        ``callback(k, covariance_type, iteration, objective)`` after every EM iteration.
+    **options
+        Passed on to every :class:`GaussianMixture`: ``tol``, ``reg_covar``, ``max_iter``,
+        ``n_init``, ``init``, ``prior``, ``chunk_mib``, ``dtype``.
+
+    Returns
+    -------
+    Selection
+        ``best``, ``chosen`` (k, covariance_type), ``table``, ``models``; ``values()`` gives
+        the criterion per K and type for plotting.
+
+    Raises
+    ------
+    ValueError
+        For invalid options or data (as :meth:`GaussianMixture.fit`), or when no K of the
+        range can be fitted.
+    """
+    ks = _check_ks(n_components)
+    types = _check_types(covariance_types)
+    criterion = check_choice("criterion", criterion, CRITERIA)
+    opts = _check_options(options)
+    if callback is not None and not callable(callback):
+        raise ValueError("callback must be callable as callback(k, covariance_type, it, value).")
+    rng = check_random_state(random_state)
+    summary = summarize(as_source(X, sample_weight))
+    usable = [k for k in ks if k <= summary.n_positive]
+    if len(usable) < len(ks):
+        if not usable:
+            raise ValueError(
+                f"the data hold only {summary.n_positive} row(s) with positive weight, fewer "
+                f"than the smallest K tried ({ks[0]}); try fewer components."
+            )
+        warnings.warn(
+            f"the data hold only {summary.n_positive} rows with positive weight: K above that "
+            f"({', '.join(str(k) for k in ks if k not in usable)}) left out.",
+            FewDistinctPointsWarning,
+            stacklevel=2,
+        )
+    trial_data = trial_sample(X, sample_weight, random_state=rng) if warm_start else None
+    table, models = [], {}
+    for ctype in types:
+        previous = None
+        for k in usable:
+            cb = None if callback is None else _bind(callback, k, ctype)
+            if previous is not None and warm_start:
+                model = grow_mixture(
+                    previous,
+                    X,
+                    sample_weight,
+                    n_components=k,
+                    trial_data=trial_data,
+                    random_state=rng,
+                    callback=cb,
+                    **opts,
+                )
+            else:
+                model = GaussianMixture(
+                    k, covariance_type=ctype, random_state=rng, callback=cb, **opts
+                ).fit(X, sample_weight)
+            row = {"k": k, "covariance_type": ctype, **criteria(model, X, sample_weight)}
+            row.update(
+                n_iter=int(model.n_iter_),
+                converged=bool(model.converged_),
+                n_resets=int(model.n_resets_),
+                warm_start=previous is not None and bool(warm_start),
+            )
+            table.append(row)
+            models[(k, ctype)] = model
+            previous = model
+    best = min(range(len(table)), key=lambda i: (table[i][criterion], table[i]["k"], i))
+    chosen = (table[best]["k"], table[best]["covariance_type"])
+    return Selection(models[chosen], criterion, chosen, table, models)
+
+
+def _bind(callback, k, ctype):
+    def on_iteration(iteration, objective):
+        callback(k, ctype, iteration, objective)
+
+    return on_iteration
