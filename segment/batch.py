@@ -88,6 +88,8 @@ REPORT_FIELDS = (
 )
 SHARED_STEM = "shared"
 REPORT_NAMES = ("report.csv", "report.json")
+#: How long to try to reach a Dask scheduler.
+DASK_CONNECT_TIMEOUT = "10s"
 DASK_MISSING = "--scheduler needs the dask extra: pip install 'segment[dask]'"
 WORKER_DIED = (
     "the worker process died while processing it (killed, out of memory, or a crash in a "
@@ -676,35 +678,11 @@ class _Dask:
         self._inflight = {}
 
     def __enter__(self):
-        distributed = _import_distributed()
-        import logging
-
-        if isinstance(self.scheduler, str):
-            try:
-                if self.scheduler == "local":
-                    self._cluster = distributed.LocalCluster(
-                        n_workers=self.workers,
-                        threads_per_worker=1,
-                        processes=True,
-                        host="127.0.0.1",
-                        dashboard_address=None,
-                        silence_logs=logging.ERROR,
-                    )
-                    self.client = distributed.Client(self._cluster, set_as_default=False)
-                else:
-                    self.client = distributed.Client(
-                        self.scheduler, timeout="10s", set_as_default=False
-                    )
-            except (OSError, TimeoutError, ValueError) as err:
-                self.__exit__()
-                raise SegmentError(
-                    f"cannot connect to the Dask scheduler at {self.scheduler} "
-                    f"({' '.join(str(err).split())}); start one with 'dask scheduler' and "
-                    "'dask worker ADDRESS', or check the address."
-                ) from None
-            self._own_client = True
-        else:
-            self.client = self.scheduler
+        try:
+            self._connect()
+        except BaseException:  # a failed or interrupted start: leave nothing running
+            self.__exit__()
+            raise
         threads = sum(self.client.nthreads().values()) or 1
         self.slots = max(2, 2 * threads)
         where = (
@@ -714,6 +692,36 @@ class _Dask:
         )
         self.description = f"Dask ({where}, {threads} threads)"
         return self
+
+    def _connect(self):
+        distributed = _import_distributed()
+        if not isinstance(self.scheduler, str):
+            self.client = self.scheduler
+            return
+        import logging
+
+        self._own_client = True
+        try:
+            if self.scheduler == "local":
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                self.client = distributed.Client(self._cluster, set_as_default=False)
+            else:
+                self.client = distributed.Client(
+                    self.scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False
+                )
+        except (OSError, TimeoutError, ValueError) as err:
+            raise SegmentError(
+                f"cannot connect to the Dask scheduler at {self.scheduler} "
+                f"({' '.join(str(err).split())}); start one with 'dask scheduler' and "
+                "'dask worker ADDRESS', or check the address."
+            ) from None
 
     def __exit__(self, *exc):
         with contextlib.suppress(Exception):
@@ -1293,15 +1301,51 @@ def run_batch(
     spec = JobSpec(options, plots, overwrite, all_frames, max_pixels, sample_per_image)
     if not resume and not overwrite:
         _refuse_existing(out_dir, jobs, spec, shared_model)
-    pipeline._make_dir(out_dir)
-    with _exclusive(out_abs):
-        return _run(
-            in_dir, out_abs, jobs, spec, resume, shared_model, workers, scheduler, events, t0
-        )
+    triage = _triage(jobs, spec, out_abs, resume, shared_model)
+    engine = _engine(workers, scheduler, len(triage.todo))
+    with _stop_on_signals(), engine:  # connect to a cluster before writing anything
+        pipeline._make_dir(out_dir)
+        with _exclusive(out_abs):
+            return _run(in_dir, out_abs, jobs, spec, triage, shared_model, engine, events, t0)
 
 
-def _run(in_dir, out_dir, jobs, spec, resume, shared_model, workers, scheduler, events, t0):
+@dataclass
+class _Triage:
+    """What a run has to do: the jobs to run, the rows known before any work (inputs whose
+    outputs would clash, and with ``resume`` the finished ones), every job's outputs."""
+
+    todo: list
+    rows: dict
+    expected: dict
+    reuse_shared: bool
+
+
+def _triage(jobs, spec, out_dir, resume, shared_model):
     inputs = {job.src for job in jobs}
+    shared_paths = _shared_paths(out_dir, spec.plots)
+    reserved = set(shared_paths) | {out_dir / n for n in REPORT_NAMES}
+    reuse = shared_model and resume and not spec.overwrite and shared_paths[-1].exists()
+    triage = _Triage([], {}, {}, reuse)
+    for job in jobs:
+        paths = triage.expected[job.index] = _expected_outputs(job, spec, labelling=shared_model)
+        clash = [p for p in paths or () if p in inputs or (shared_model and p in reserved)]
+        if clash:
+            triage.rows[job.index] = _failure(
+                f"its output {clash[0]} would replace an input or a file of the batch; rename "
+                "the file or choose another output folder."
+            )
+            continue
+        complete = paths is not None and all(p.exists() for p in paths)
+        # With a new shared model, earlier per-image outputs are stale.
+        if resume and complete and (reuse or not shared_model):
+            triage.rows[job.index] = _finished_row(paths)
+            continue
+        partial = paths is not None and any(p.exists() for p in paths)
+        triage.todo.append(replace(job, overwrite=resume and partial))
+    return triage
+
+
+def _run(in_dir, out_dir, jobs, spec, triage, shared_model, engine, events, t0):
     folders = sorted({out_dir} | {job.out_dir for job in jobs})
     meta = {
         "in_dir": str(in_dir),
@@ -1309,74 +1353,50 @@ def _run(in_dir, out_dir, jobs, spec, resume, shared_model, workers, scheduler, 
         "options": spec.options.to_dict(),
         "shared_model": bool(shared_model),
         "sample_per_image": spec.sample_per_image,
+        "engine": engine.description,
         "started": _now(),
     }
     report = _Report(out_dir, jobs, meta)
-    todo = []
-    expected = {}
+    for index, row in triage.rows.items():
+        report.set(jobs[index], row)
     started = time.time()
-    shared_paths = _shared_paths(out_dir, spec.plots)
-    reuse_shared = shared_model and resume and not spec.overwrite and shared_paths[-1].exists()
-    reserved = set(shared_paths) | {out_dir / n for n in REPORT_NAMES}
-    for job in jobs:
-        paths = expected[job.index] = _expected_outputs(job, spec, labelling=shared_model)
-        clash = [p for p in paths or () if p in inputs or (shared_model and p in reserved)]
-        if clash:
-            report.set(
-                job,
-                _failure(
-                    f"its output {clash[0]} would replace an input or a file of the batch; rename "
-                    "the file or choose another output folder."
-                ),
-            )
-            continue
-        complete = paths is not None and all(p.exists() for p in paths)
-        # With a new shared model, earlier per-image outputs are stale.
-        if resume and complete and (reuse_shared or not shared_model):
-            report.set(job, _finished_row(paths))
-            continue
-        partial = paths is not None and any(p.exists() for p in paths)
-        todo.append(replace(job, overwrite=resume and partial))
+    todo = triage.todo
     _remove_temp_files(folders)
     interrupted = None
     stopped = None  # why the batch ended early, for the rows it did not reach
     shared_path = None
-    engine = _engine(workers, scheduler, len(todo))
-    with _stop_on_signals():
+    try:
+        report.write("running")
         try:
-            report.write("running")
-            with engine:
-                meta["engine"] = engine.description
-                try:
-                    if shared_model and todo:
-                        spec, shared_path, todo = _shared_stage(
-                            engine, spec, todo, jobs, report, in_dir, out_dir, reuse_shared, events
-                        )
-                    _segment_stage(engine, spec, todo, report, events)
-                except BaseException:
-                    # Stop the workers before the engine's exit, which would wait for them.
-                    engine.abort()
-                    raise
-        except KeyboardInterrupt as err:
-            interrupted = getattr(err, "signum", signal.SIGINT)
-            stopped = f"interrupted by {signal.Signals(interrupted).name}"
-        except BaseException as err:
-            stopped = " ".join(str(err).split()) or type(err).__name__
+            if shared_model and todo:
+                spec, shared_path, todo = _shared_stage(
+                    engine, spec, todo, jobs, report, in_dir, out_dir, triage.reuse_shared, events
+                )
+            _segment_stage(engine, spec, todo, report, events)
+        except BaseException:
+            # Stop the workers now: the engine's exit would wait for them.
+            engine.abort()
             raise
-        finally:
-            _remove_temp_files(folders)
-            for job, row in zip(jobs, report.rows, strict=True):
-                if row["status"] != "pending":
-                    continue
-                paths = expected[job.index]
-                if _written_since(paths, started):
-                    # Done by a worker, but the run stopped before it could say so.
-                    report.set(job, _finished_row(paths, status="ok"))
-                else:
-                    row.update(status="interrupted", error=NOT_DONE.format(why=stopped))
-            meta["seconds"] = round(time.perf_counter() - t0, 3)
-            meta["stopped"] = stopped
-            report.write("finished" if stopped is None else "stopped")
+    except KeyboardInterrupt as err:
+        interrupted = getattr(err, "signum", signal.SIGINT)
+        stopped = f"interrupted by {signal.Signals(interrupted).name}"
+    except BaseException as err:
+        stopped = " ".join(str(err).split()) or type(err).__name__
+        raise
+    finally:
+        _remove_temp_files(folders)
+        for job, row in zip(jobs, report.rows, strict=True):
+            if row["status"] != "pending":
+                continue
+            paths = triage.expected[job.index]
+            if _written_since(paths, started):
+                # Done by a worker, but the run stopped before it could say so.
+                report.set(job, _finished_row(paths, status="ok"))
+            else:
+                row.update(status="interrupted", error=NOT_DONE.format(why=stopped))
+        meta["seconds"] = round(time.perf_counter() - t0, 3)
+        meta["stopped"] = stopped
+        report.write("finished" if stopped is None else "stopped")
     if shared_model and shared_path is None and _shared_paths(out_dir, spec.plots)[-1].exists():
         shared_path = _shared_paths(out_dir, spec.plots)[-1]
     return BatchResult(
