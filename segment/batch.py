@@ -49,16 +49,16 @@ import gmm
 from . import __version__, pipeline
 from .errors import SegmentError
 from .features import (
-    PixelData,
     color_keys,
     features_to_rgb,
     keys_to_rgb8,
     pixel_data,
     rgb_to_features,
+    rgb_to_uint8,
 )
 from .io import READABLE_EXTENSIONS, TEMP_PREFIX, atomic_write, count_frames, load_image
 from .options import FitOptions
-from .outputs import jsonable, write_json
+from .outputs import jsonable, psnr, write_json
 
 __all__ = [
     "REPORT_FIELDS",
@@ -275,6 +275,8 @@ class JobSpec:
     overwrite: bool = False
     all_frames: bool = False
     max_pixels: int | None = None
+    soft: bool = False
+    masks: bool = False
     sample_per_image: int | None = None
     model: object = None  # the shared GaussianMixture, for the labelling stage
     shared_fit: dict | None = None  # its iterations and convergence, for the report rows
@@ -308,11 +310,22 @@ def _expected_outputs(job, spec, *, labelling):
             stems = [f"{job.stem}.f{i:03d}" for i in range(n)]
     paths = []
     for stem in stems:
-        kinds = pipeline.output_paths(job.out_dir, stem, plots=spec.plots)
+        kinds = pipeline.output_paths(job.out_dir, stem, plots=spec.plots, soft=spec.soft)
         if labelling:
             kinds.pop("loglik", None)  # apply_file writes no log-likelihood plot
         paths += kinds.values()
+        if spec.masks:
+            paths += _mask_paths(job.out_dir, stem, kinds["model"], spec.options.k)
     return paths
+
+
+def _mask_paths(out_dir, stem, model_path, k):
+    """One mask per fitted component: K is read from the model file when there is one (the
+    fit may have used fewer components than asked, for images with few colours)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        k = int(json.loads(model_path.read_text(encoding="utf-8"))["gmm"]["n_components"])
+    kinds = pipeline.output_paths(out_dir, stem, plots=False, masks=k)
+    return [p for kind, p in kinds.items() if kind.startswith("mask")]
 
 
 def _shared_paths(out_dir, plots):
@@ -366,6 +379,8 @@ def segment_job(spec, job):
         plots=spec.plots,
         all_frames=spec.all_frames,
         max_pixels=spec.max_pixels,
+        soft=spec.soft,
+        masks=spec.masks,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the pipeline turns what matters into notes
@@ -957,9 +972,9 @@ def _persisted(arrays, scheduler):
     return dask.persist(*arrays, scheduler=scheduler)
 
 
-def _plot_data(source, plot_parts, space, xy):
-    """Rows standing for all the shared pixels in the density plot: the histogram, and a
-    few weighted rows of each streamed frame."""
+def _shared_view(model, notes, source, plot_parts, options):
+    """What the pipeline's model document and plots read of a segmentation, for the shared
+    model: the plot rows are the histogram and a few weighted rows of each streamed frame."""
     xs, ws = [], []
     if source.hist_X is not None:
         xs.append(source.hist_X)
@@ -968,30 +983,51 @@ def _plot_data(source, plot_parts, space, xy):
         xs.append(X)
         ws.append(np.full(len(X), weight))
     X = np.concatenate(xs).astype(np.float32, copy=False)
-    rgb = features_to_rgb(X[:, :3], space).astype(np.float32)
-    shape = (1, round(source.total_weight))
-    return PixelData(X, np.concatenate(ws), rgb, None, shape, space, float(xy))
+    data = SimpleNamespace(
+        X=X,
+        weight=np.concatenate(ws),
+        rgb=features_to_rgb(X[:, :3], options.space).astype(np.float32),
+        space=options.space,
+        xy=float(options.xy),
+        shape=(1, round(source.total_weight)),
+    )
+    palette = rgb_to_uint8(features_to_rgb(model.means_, options.space))
+    return SimpleNamespace(
+        model=model, data=data, k=model.n_components, quantized_palette=palette, notes=notes
+    )
+
+
+def _shared_figures(view, source):
+    """The figures of NAME.model.json for the shared model, over all its pixels."""
+    model = view.model
+    total = source.total_weight
+    loglik = float(model.score(source))  # exact: a pass over the histogram and the files
+    figures = {
+        "k": int(model.n_components),
+        "iterations": int(model.n_iter_),
+        "converged": bool(model.converged_),
+        "log_likelihood": loglik,
+        "bic": -2.0 * loglik * total + model.n_parameters() * float(np.log(total)),
+        "psnr_db": None,
+        "pixels": round(total),
+        "distinct_colours": None if source.hist_X is None else len(source.hist_X),
+        "resets": int(model.n_resets_),
+        "notes": list(view.notes),
+    }
+    if not source.streamed:  # the histogram is every pixel: PSNR of the quantised colours
+        approx = view.quantized_palette[model.predict(source.hist_X)] / 255.0
+        rgb = features_to_rgb(source.hist_X, view.data.space)
+        figures["psnr_db"] = psnr(rgb, approx, source.hist_w)
+    return figures
 
 
 def _shared_document(model, notes, source, plot_parts, spec, in_dir, n_images):
-    """The shared model as a Segmentation and its model document (the format of
-    NAME.model.json, so that ``segment apply -m shared.model.json`` reads it)."""
-    options = spec.options
-    data = _plot_data(source, plot_parts, options.space, options.xy)
-    seg = pipeline._segmentation(model, data, notes)
-    figures = pipeline.figures_of(seg)
-    figures["pixels"] = round(source.total_weight)
-    figures["distinct_colours"] = None if source.hist_X is None else len(source.hist_X)
-    if source.streamed:
-        # The plot rows are a sample of the streamed frames: measure the fit exactly.
-        loglik = float(model.score(source))
-        figures["log_likelihood"] = loglik
-        figures["bic"] = -2.0 * loglik * source.total_weight + model.n_parameters() * float(
-            np.log(source.total_weight)
-        )
-        figures["psnr_db"] = None
+    """The shared model's view (for its plots) and its document, in the format of
+    NAME.model.json so that ``segment apply -m shared.model.json`` reads it."""
+    view = _shared_view(model, notes, source, plot_parts, spec.options)
+    figures = _shared_figures(view, source)
     stub = SimpleNamespace(path=in_dir, mode="", format="", frame=0)
-    doc = pipeline.model_document(seg, stub, options, figures)
+    doc = pipeline.model_document(view, stub, spec.options, figures)
     doc["input"] = {
         "folder": str(in_dir),
         "images": int(n_images),
@@ -999,7 +1035,7 @@ def _shared_document(model, notes, source, plot_parts, spec, in_dir, n_images):
         "pixels": figures["pixels"],
         "sample_per_image": spec.sample_per_image,
     }
-    return seg, doc
+    return view, doc
 
 
 def _write_shared(seg, doc, out_dir, plots):
@@ -1233,6 +1269,8 @@ def run_batch(
     plots=True,
     all_frames=False,
     max_pixels=None,
+    soft=False,
+    masks=False,
     shared_model=False,
     sample_per_image=None,
     scheduler=None,
@@ -1256,8 +1294,8 @@ def run_batch(
         Skip inputs whose outputs all exist; redo the others (replacing partial sets).
     overwrite : bool
         Replace existing outputs. Without it (or ``resume``) existing outputs are an error.
-    plots, all_frames, max_pixels
-        As for ``segment image``.
+    plots, all_frames, max_pixels, soft, masks
+        As for ``segment image`` (the fitting options are in ``options``).
     shared_model : bool
         Fit one mixture to the pixels of all images, save it as OUT_DIR/shared.model.json
         (with its plots) and label every image with it.
@@ -1298,7 +1336,16 @@ def run_batch(
             + "; check the folder or --glob."
         )
     jobs = _plan(in_dir, out_abs, rels)
-    spec = JobSpec(options, plots, overwrite, all_frames, max_pixels, sample_per_image)
+    spec = JobSpec(
+        options,
+        plots=plots,
+        overwrite=overwrite,
+        all_frames=all_frames,
+        max_pixels=max_pixels,
+        soft=soft,
+        masks=masks,
+        sample_per_image=sample_per_image,
+    )
     if not resume and not overwrite:
         _refuse_existing(out_dir, jobs, spec, shared_model)
     triage = _triage(jobs, spec, out_abs, resume, shared_model)

@@ -522,3 +522,23 @@ def test_sample_per_image_is_deterministic_and_sized(folder):
     np.testing.assert_array_equal(xa, xb)
     hist = SharedPixels.from_files(paths, FitOptions(k=3), root=folder, sample_per_image=100)
     assert hist.total_weight == 400
+
+
+def test_soft_and_masks_outputs_count_for_resume(folder, tmp_path):
+    # Two flat colours: the fit drops to k=2, so there are two masks, not three.
+    Image.fromarray(np.repeat(np.array([[RED, BLUE]], np.uint8), 12, axis=0)).save(
+        folder / "flat.png"
+    )
+    out = tmp_path / "out"
+    args = [folder, "-o", out, "-k", "3", "-j", "1", "--no-plots", "--soft", "--masks"]
+    r = run(*args)
+    assert r.exit_code == 1 and "3 ok, 1 failed" in r.output
+    assert sorted(p.name for p in out.glob("flat.mask*.png")) == [
+        "flat.mask00.png",
+        "flat.mask01.png",
+    ]
+    assert (out / "a.mask02.png").is_file() and (out / "a.uncertainty.png").is_file()
+    before = tree(out)
+    r = run(*args, "--resume")
+    assert "0 ok, 1 failed, 3 skipped" in r.output
+    assert tree(out) == before
