@@ -135,6 +135,14 @@ def initial_params(ctx, source, summary, rng):
     """First parameters for one EM run, by ``ctx.init`` (and the user's ``*_init`` arrays)."""
     K = ctx.n_components
     user = ctx.user_init
+    if user.means is not None and user.weights is not None and user.precisions_cholesky is not None:
+        # Everything given (or a warm start): no pass over the data is needed.
+        return Params(
+            user.weights.copy(),
+            user.means.copy(),
+            user.covariances.copy(),
+            user.precisions_cholesky.copy(),
+        )
     if user.means is not None:
         params = _from_stats(_hard(user.means, ctx, source), ctx)
     elif ctx.init == "random":

@@ -76,6 +76,9 @@ class GaussianMixture:
         None gives a different result each run; an int, the same bytes each run.
     callback : callable, optional
         ``callback(iteration, objective)`` after every EM iteration.
+    warm_start : bool, default False
+        Start ``fit`` from the parameters of the previous fit (when it had the same shape):
+        e.g. fit on a sample, then polish with a few iterations over all the data.
 
     Attributes
     ----------
@@ -114,6 +117,7 @@ class GaussianMixture:
         dtype=np.float32,
         random_state=None,
         callback=None,
+        warm_start=False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -130,6 +134,7 @@ class GaussianMixture:
         self.dtype = dtype
         self.random_state = random_state
         self.callback = callback
+        self.warm_start = warm_start
 
     # -- validation ------------------------------------------------------------------
 
@@ -199,6 +204,26 @@ class GaussianMixture:
                 f"({variance:.3g}), or rescale the data."
             ) from None
 
+    def _warm(self, D):
+        """Whether this fit starts from the parameters of the previous one."""
+        return (
+            bool(self.warm_start)
+            and hasattr(self, "means_")
+            and self.means_.shape
+            == (
+                self.n_components,
+                D,
+            )
+        )
+
+    def _warm_init(self, D):
+        return UserInit(
+            np.array(self.weights_, dtype=np.float64),
+            np.array(self.means_, dtype=np.float64),
+            np.array(self.precisions_cholesky_, dtype=np.float64),
+            np.array(self.covariances_, dtype=np.float64),
+        )
+
     def _check_fitted(self):
         if not hasattr(self, "means_"):
             raise ValueError("this GaussianMixture is not fitted yet; call fit(X) first.")
@@ -247,7 +272,7 @@ class GaussianMixture:
             reg_covar=float(self.reg_covar),
             prior=prior,
             init=self.init,
-            user_init=self._check_user_init(D),
+            user_init=self._warm_init(D) if self._warm(D) else self._check_user_init(D),
             dtype=dtype,
             rows=block_rows(K, fmap, dtype, self.chunk_mib),
             shift=summary.mean,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gmm.chunks import ChunkSource
+
 from .errors import SegmentError
 
 COLOR_SPACES = ("rgb", "lab")
@@ -75,27 +77,38 @@ def keys_to_rgb8(keys):
 class PixelData:
     """An image's pixels made ready for the mixture, and the way back to pixels.
 
-    Exactly one of two layouts:
+    The rows ``X`` the mixture is fitted on are one of:
 
-    - ``pixels8`` (H, W, 3) uint8 and ``unique_keys`` (M,) sorted: the rows of ``X`` are the
-      distinct colours of the visible pixels, ``weight`` their pixel counts; a pixel finds
-      its row through its colour key;
-    - ``pixels8`` None: the rows of ``X`` are the visible pixels in row-major order,
-      ``weight`` None.
+    - the distinct colours of the visible pixels (``deduplicated``), ``weight`` their pixel
+      counts: exact, for 8-bit images without position features;
+    - the visible pixels in row-major order, ``weight`` None;
+    - a uniform sample of the visible pixels (``sampled``), ``weight`` None, when there are
+      more than the row budget: then every pass over *all* pixels (labels, figures, polish
+      iterations) computes their features strip by strip from the image itself.
 
     Attributes
     ----------
     X : ndarray (M, D) float32
-        Feature rows the mixture sees.
+        Feature rows the mixture is fitted on.
     weight : ndarray (M,) or None
     rgb : ndarray (M, 3) float32
-        RGB in [0, 1] of each row (for colour statistics and plots).
+        RGB in [0, 1] of each row of ``X``.
     visible : ndarray (H, W) bool or None
         None when every pixel is visible.
     shape : (H, W)
     space : str
     xy : float
         Weight of the position features (0: none).
+    pixels8 : ndarray (H, W, 3) uint8 or None
+        The image, when it is 8-bit: its colours map to feature rows through
+        ``unique_keys`` / ``color_X``.
+    unique_keys : ndarray (C,) uint32 or None
+        Sorted distinct colour keys of the visible pixels (8-bit images).
+    pixels : ndarray (H, W, 3) or None
+        The image when it is not 8-bit (uint16, or float32 in [0, 1]).
+    color_X : ndarray (C, 3) float32 or None
+        Colour features of each distinct colour (8-bit images).
+    sampled : bool
     """
 
     X: np.ndarray
@@ -107,6 +120,10 @@ class PixelData:
     xy: float
     pixels8: np.ndarray | None = None
     unique_keys: np.ndarray | None = None
+    pixels: np.ndarray | None = None
+    color_X: np.ndarray | None = None
+    sampled: bool = False
+    _lut: np.ndarray | None = None
 
     @property
     def n_pixels(self):
@@ -114,34 +131,99 @@ class PixelData:
 
     @property
     def deduplicated(self):
-        return self.pixels8 is not None
+        """Whether the rows of ``X`` are the image's distinct colours."""
+        return self.pixels8 is not None and self.xy == 0 and not self.sampled
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+    # -- strips of image rows ----------------------------------------------------------
+
+    def _color_rows(self, a, b):
+        """Index into the distinct colours of every pixel of rows [a, b) (8-bit images)."""
+        if self._lut is None:
+            lut = np.zeros(1 << 24, dtype=np.int32)
+            lut[self.unique_keys] = np.arange(len(self.unique_keys), dtype=np.int32)
+            self._lut = lut
+        return self._lut[color_keys(self.pixels8[a:b])]
+
+    def strip_rgb(self, a, b):
+        """Colours (b-a, W, 3) float32 in [0, 1] of image rows [a, b)."""
+        if self.pixels8 is not None:
+            return self.pixels8[a:b].astype(np.float32) / 255.0
+        return _to_unit_rgb(self.pixels[a:b])
+
+    def strip_features(self, a, b):
+        """Features ((b-a) W, D) float32 of every pixel of image rows [a, b), invisible ones
+        included (their values are meaningless), and the visible mask (b-a, W) or None."""
+        H, W = self.shape
+        if self.pixels8 is not None:
+            colour = self.color_X[self._color_rows(a, b).ravel()]
+        else:
+            colour = rgb_to_features(self.strip_rgb(a, b).reshape(-1, 3), self.space)
+        if self.xy:
+            colour = np.column_stack([colour, *_xy_columns(a, b, W, self.xy, max(H, W))])
+        visible = None if self.visible is None else self.visible[a:b]
+        return np.ascontiguousarray(colour, dtype=np.float32), visible
+
+    def strip_rows(self, rows_per_strip):
+        """(a, b) bounds of strips of at most ``rows_per_strip`` image rows."""
+        H = self.shape[0]
+        step = max(1, int(rows_per_strip))
+        return [(a, min(H, a + step)) for a in range(0, H, step)]
+
+    def pixel_source(self, budget_rows=1 << 18):
+        """A chunk source over the features of all visible pixels (for passes over them all
+        when ``X`` holds only a sample)."""
+        return _PixelSource(self, budget_rows)
 
     def scatter(self, row_values, fill, *, block=1 << 20):
-        """Per-row values → an (H, W, ...) array over the image, ``fill`` where invisible.
-
-        With distinct colours, the values go through a lookup table indexed by colour key,
-        built block by block of image rows so that no full-size key array is needed.
-        """
+        """Per-row values of a deduplicated ``X`` → (H, W, ...) over the image (``fill``
+        where invisible), through a lookup table indexed by colour key, block by block."""
+        if not self.deduplicated:
+            raise ValueError("scatter needs rows that are the image's distinct colours")
         row_values = np.asarray(row_values)
         H, W = self.shape
         tail = row_values.shape[1:]
-        if self.deduplicated:
-            lut = np.zeros((1 << 24, *tail), dtype=row_values.dtype)
-            lut[self.unique_keys] = row_values
-            out = np.empty((H, W, *tail), dtype=row_values.dtype)
-            rows = max(1, block // max(W, 1))
-            for a in range(0, H, rows):
-                out[a : a + rows] = lut[color_keys(self.pixels8[a : a + rows])]
-            del lut
-            if self.visible is not None:
-                out[~self.visible] = fill
-            return out
-        out = np.full((H, W, *tail), fill, dtype=row_values.dtype)
-        if self.visible is None:
-            out.reshape(H * W, *tail)[:] = row_values
-        else:
-            out[self.visible] = row_values
+        lut = np.zeros((1 << 24, *tail), dtype=row_values.dtype)
+        lut[self.unique_keys] = row_values
+        out = np.empty((H, W, *tail), dtype=row_values.dtype)
+        rows = max(1, block // max(W, 1))
+        for a in range(0, H, rows):
+            out[a : a + rows] = lut[color_keys(self.pixels8[a : a + rows])]
+        del lut
+        if self.visible is not None:
+            out[~self.visible] = fill
         return out
+
+
+class _PixelSource(ChunkSource):
+    """Chunk source yielding the features of visible pixels, strip by strip."""
+
+    def __init__(self, data, budget_rows):
+        self.data = data
+        self.n_features = data.n_features
+        self.n_rows = data.n_pixels
+        self.budget_rows = budget_rows
+
+    def chunks(self, max_rows):
+        d = self.data
+        W = d.shape[1]
+        for a, b in d.strip_rows(max(1, min(max_rows, self.budget_rows) // max(W, 1))):
+            X, visible = d.strip_features(a, b)
+            if visible is not None:
+                X = X[visible.ravel()]
+            for s in range(0, X.shape[0], max_rows):
+                yield X[s : s + max_rows], None
+
+
+def _xy_columns(a, b, W, weight, size):
+    """x and y features of every pixel of rows [a, b): position / size × weight."""
+    scale = np.float32(weight / size)
+    cols = np.tile(np.arange(W, dtype=np.float32) * scale, b - a)
+    rows = np.repeat(np.arange(a, b, dtype=np.float32) * scale, W)
+    return cols, rows
 
 
 def distinct_colors(pixels8, visible=None):
@@ -174,7 +256,7 @@ def _to_unit_rgb(pixels):
     return pixels.astype(np.float32, copy=False)
 
 
-def pixel_data(image, *, space="rgb", xy=0.0, dedup=True):
+def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_colors=None, seed=0):
     """Features of an image's visible pixels.
 
     Parameters
@@ -183,9 +265,16 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True):
         ``pixels`` (H, W, 3) uint8, uint16 or float32 in [0, 1]; ``alpha`` (H, W) bool or None.
     space : {"rgb", "lab"}
     xy : float
-        Weight of the (x, y) position features; 0 for colour only.
+        Weight of the (x, y) position features; 0 for colour only. Positions are divided by
+        max(H, W) and multiplied by ``xy`` times the colour space's range (1 for RGB, 100
+        for CIELAB), so a weight means the same in either space.
     dedup : bool
         Fit on distinct colours weighted by counts where that is exact (8-bit, no xy).
+    max_rows : int or None
+        Most pixel rows to fit on: more visible pixels than this are sampled uniformly
+        (with ``seed``).
+    max_colors : int or None
+        Most distinct-colour rows: with more, the fit is on sampled pixels instead.
 
     Raises
     ------
@@ -202,23 +291,64 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True):
         raise SegmentError(
             f"{image.path}: every pixel is fully transparent; there is nothing to segment."
         )
-    if dedup and xy == 0 and pixels.dtype == np.uint8:
+    xy_weight = float(xy) * SPACE_RANGE[space]
+    common = dict(visible=visible, shape=(H, W), space=space, xy=xy_weight)
+    if pixels.dtype == np.uint8:
         unique_keys, counts = distinct_colors(pixels, visible)
-        rgb = keys_to_rgb8(unique_keys).astype(np.float32) / 255.0
-        X = rgb_to_features(rgb, space)
-        return PixelData(
-            X, counts.astype(np.float64), rgb, visible, (H, W), space, 0.0, pixels, unique_keys
+        colours = keys_to_rgb8(unique_keys).astype(np.float32) / 255.0
+        color_X = rgb_to_features(colours, space)
+        color = dict(pixels8=pixels, unique_keys=unique_keys, color_X=color_X)
+        if dedup and xy == 0 and (max_colors is None or len(unique_keys) <= max_colors):
+            return PixelData(color_X, counts.astype(np.float64), colours, **common, **color)
+        data = PixelData(color_X[:0], None, colours[:0], **common, **color)
+    else:
+        data = PixelData(
+            np.empty((0, 3), np.float32),
+            None,
+            np.empty((0, 3), np.float32),
+            **common,
+            pixels=pixels,
         )
-    rgb = _to_unit_rgb(pixels).reshape(H * W, 3)
-    if visible is not None:
-        rgb = rgb[visible.ravel()]
-    X = rgb_to_features(rgb, space)
-    if xy:
-        rows, cols = np.divmod(np.arange(H * W, dtype=np.int64), W)
-        if visible is not None:
-            rows, cols = rows[visible.ravel()], cols[visible.ravel()]
-        scale = np.float32(xy / max(H, W))
-        X = np.column_stack([X, cols.astype(np.float32) * scale, rows.astype(np.float32) * scale])
-    return PixelData(
-        np.ascontiguousarray(X, dtype=np.float32), None, rgb, visible, (H, W), space, float(xy)
-    )
+    return _fit_rows(data, max_rows, seed)
+
+
+#: Range of the colour features of each space, which scales the position features.
+SPACE_RANGE = {"rgb": 1.0, "lab": 100.0}
+
+
+def _fit_rows(data, max_rows, seed):
+    """Fill ``X`` / ``rgb`` with all visible pixels, or a uniform sample of ``max_rows``."""
+    H, W = data.shape
+    n = data.n_pixels
+    if max_rows is None or n <= max_rows:
+        xs, rgbs = [], []
+        for a, b in data.strip_rows((1 << 20) // max(W, 1)):
+            X, visible = data.strip_features(a, b)
+            rgb = data.strip_rgb(a, b).reshape(-1, 3)
+            if visible is not None:
+                X, rgb = X[visible.ravel()], rgb[visible.ravel()]
+            xs.append(X)
+            rgbs.append(rgb)
+        data.X = np.ascontiguousarray(np.concatenate(xs), dtype=np.float32)
+        data.rgb = np.concatenate(rgbs)
+        return data
+    flat = None if data.visible is None else np.flatnonzero(data.visible)
+    pick = np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+    idx = pick if flat is None else flat[pick]
+    data.sampled = True
+    rows, cols = np.divmod(idx, W)
+    if data.pixels8 is not None:
+        keys = color_keys(data.pixels8[rows, cols][None])[0]
+        which = np.searchsorted(data.unique_keys, keys)
+        colour, rgb = data.color_X[which], keys_to_rgb8(keys).astype(np.float32) / 255.0
+    else:
+        rgb = _to_unit_rgb(data.pixels[rows, cols])
+        colour = rgb_to_features(rgb, data.space)
+    if data.xy:
+        scale = np.float32(data.xy / max(H, W))
+        colour = np.column_stack(
+            [colour, cols.astype(np.float32) * scale, rows.astype(np.float32) * scale]
+        )
+    data.X = np.ascontiguousarray(colour, dtype=np.float32)
+    data.rgb = rgb
+    return data

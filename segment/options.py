@@ -10,6 +10,9 @@ from gmm._checks import COVARIANCE_TYPES, INIT_METHODS
 from .errors import SegmentError
 from .features import COLOR_SPACES
 
+#: Pixels a per-pixel fit samples by default (see FitOptions.pixel_rows).
+AUTO_SAMPLE = 1_000_000
+
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -29,6 +32,8 @@ class FitOptions:
     chunk_mib: float = 64.0
     smooth: float | None = None
     min_region: int | None = None
+    sample: int | None = None
+    polish: int = 2
 
     def validate(self):
         _check(
@@ -80,7 +85,33 @@ class FitOptions:
             self.min_region is None or (isinstance(self.min_region, int) and 0 <= self.min_region),
             f"min-region must be a whole number of pixels >= 0 (or auto); got {self.min_region}.",
         )
+        _check(
+            self.sample is None
+            or (
+                isinstance(self.sample, int)
+                and self.sample >= 0
+                and (self.sample == 0 or self.sample >= 1000)
+            ),
+            f"sample must be 0 (no sampling) or at least 1000 pixels; got {self.sample}.",
+        )
+        _check(
+            isinstance(self.polish, int) and 0 <= self.polish <= 100,
+            f"polish must be a number of passes from 0 to 100; got {self.polish}.",
+        )
         return self
+
+    def data_kwargs(self):
+        """Arguments of :func:`segment.features.pixel_data` for these options: per-pixel
+        rows are sampled to ``sample`` (default one million; 0 = never), distinct colours
+        only when ``sample`` is given."""
+        rows = AUTO_SAMPLE if self.sample is None else (self.sample or None)
+        return {
+            "space": self.space,
+            "xy": self.xy,
+            "max_rows": rows,
+            "max_colors": self.sample or None,
+            "seed": self.seed,
+        }
 
     def smooth_sigma(self, shape):
         """Smoothing in pixels for an image of ``shape``: the option, or by default one pixel

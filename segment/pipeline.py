@@ -69,17 +69,22 @@ class Segmentation:
         if self._labels is None:
             fill = transparent_label(self.k)
             dtype = label_dtype(self.k)
+            budget = self.options.chunk_mib
             if self.smooth > 0 and self.k > 1:
                 labels = spatial.smoothed_labels(
                     self.model,
                     self.data,
                     self.smooth,
-                    budget_mib=self.options.chunk_mib,
+                    budget_mib=budget,
                     out_dtype=dtype,
                     fill=fill,
                 )
-            else:
+            elif self.data.deduplicated:
                 labels = self.data.scatter(self.row_labels.astype(dtype), fill)
+            else:
+                labels = spatial.pixel_labels(
+                    self.model, self.data, budget_mib=budget, out_dtype=dtype, fill=fill
+                )
             if self.min_region > 1 and self.k > 1:
                 spatial.merge_small_regions(
                     labels, self.min_region, n_labels=self.k, visible=self.data.visible
@@ -89,7 +94,7 @@ class Segmentation:
 
     def psnr(self):
         """PSNR (dB) of the quantised image that is written (each pixel its label's colour)."""
-        if self.smooth == 0 and self.min_region <= 1:
+        if self.data.deduplicated and self.smooth == 0 and self.min_region <= 1:
             approx = self.quantized_palette[self.row_labels].astype(np.float64) / 255.0
             return psnr(self.data.rgb, approx, self.data.weight)
         return spatial.labels_psnr(self.data, self.label_image(), self.quantized_palette)
@@ -132,7 +137,7 @@ def fit_image(image, options, on_iteration=None):
     Segmentation
     """
     options.validate()
-    data = pixel_data(image, space=options.space, xy=options.xy)
+    data = pixel_data(image, **options.data_kwargs())
     return fit_data(data, options, on_iteration, where=image.path)
 
 
@@ -160,10 +165,38 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
         warnings.simplefilter("always")
         try:
             model.fit(data.X, sample_weight=data.weight)
+            if data.sampled and options.polish:
+                _polish(model, data, options.polish)
         except ValueError as err:
             raise SegmentError(f"{where}: cannot fit the mixture: {err}") from None
     notes += _collect_notes(caught)
+    if data.sampled:
+        notes.append(
+            f"fitted on a uniform sample of {len(data.X):,} of {data.n_pixels:,} pixels"
+            + (f", then {options.polish} EM passes over all of them" if options.polish else "")
+            + "; the figures are on all pixels."
+        )
     return _segmentation(_sort_components(model, options.space), data, notes, options)
+
+
+def _polish(model, data, passes):
+    """A few EM iterations over all pixels from the fit on a sample; the history goes on
+    from the sample's (the objective is the same mean log-likelihood per pixel)."""
+    history = list(model.history_)
+    resets = list(model.reset_iterations_)
+    converged = model.converged_
+    max_iter, tol = model.max_iter, model.tol
+    model.warm_start, model.max_iter, model.tol = True, passes, 0.0
+    with warnings.catch_warnings():
+        # A fixed number of passes is not a convergence failure.
+        warnings.simplefilter("ignore", gmm.ConvergenceWarning)
+        model.fit(data.pixel_source())
+    model.warm_start, model.max_iter, model.tol = False, max_iter, tol
+    model.converged_ = converged
+    offset = len(history)
+    model.history_ = np.array(history + list(model.history_))
+    model.reset_iterations_ = resets + [i + offset for i in model.reset_iterations_]
+    model.n_iter_ = len(model.history_)
 
 
 def _segmentation(model, data, notes=(), options=None):
@@ -346,9 +379,13 @@ def model_document(seg, image, options, figures):
 
 
 def _loglik_and_bic(model, data):
-    """Mean log-likelihood per pixel and BIC of the data, from one pass."""
-    loglik = float(model.score(data.X, data.weight))
-    total = float(data.weight.sum()) if data.weight is not None else float(len(data.X))
+    """Mean log-likelihood per pixel and BIC of all the (visible) pixels, from one pass."""
+    if data.sampled:
+        loglik = float(model.score(data.pixel_source()))
+        total = float(data.n_pixels)
+    else:
+        loglik = float(model.score(data.X, data.weight))
+        total = float(data.weight.sum()) if data.weight is not None else float(len(data.X))
     return loglik, -2.0 * loglik * total + model.n_parameters() * float(np.log(total))
 
 
@@ -476,7 +513,7 @@ def _each_frame(
         for kind in skip:
             paths.pop(kind, None)
         check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
-        data = pixel_data(image, space=options.space, xy=options.xy)
+        data = pixel_data(image, **options.data_kwargs())
         del image  # the features (or colour keys) carry all that is needed from here
         seg, figures = segment(data, path)
         # k may have been lowered (fewer distinct colours): no masks of absent components

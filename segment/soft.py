@@ -16,8 +16,6 @@ fitted model, so memory stays bounded by the outputs themselves.
 
 import numpy as np
 
-from .spatial import PixelStrips
-
 #: Colour of segment boundaries in the overlay (bright yellow reads on most photos).
 BOUNDARY_COLOR = np.array([255, 230, 0], dtype=np.uint8)
 
@@ -57,12 +55,11 @@ def soft_maps(seg):
     soft = np.zeros((H, W, 3), dtype=np.uint8)
     unc = np.zeros((H, W), dtype=np.uint8)
     out = np.zeros((H, W), dtype=np.uint8)
-    strips = PixelStrips(data)
     kernel = model.kernel()
     rows = max(1, (1 << 18) // max(W, 1))
     for a in range(0, H, rows):
         b = min(H, a + rows)
-        X, _ = strips.rows(a, b)
+        X, _ = data.strip_features(a, b)
         n = X.shape[0]
         mix = np.empty((n, 3), np.float32)
         ent = np.empty(n, np.float32)
@@ -107,12 +104,11 @@ def boundaries(labels, visible=None, width=1):
 def overlay(data, labels):
     """The photo (H, W, 3) uint8 with the segment boundaries drawn over it."""
     H, W = data.shape
-    strips = PixelStrips(data)
     img = np.empty((H, W, 3), dtype=np.uint8)
     rows = max(1, (1 << 20) // max(W, 1))
     for a in range(0, H, rows):
         b = min(H, a + rows)
-        img[a:b] = np.clip(np.rint(strips.rgb(a, b) * 255), 0, 255).astype(np.uint8)
+        img[a:b] = np.clip(np.rint(data.strip_rgb(a, b) * 255), 0, 255).astype(np.uint8)
     width = max(1, round(np.hypot(H, W) / 1500))
     img[boundaries(labels, data.visible, width)] = BOUNDARY_COLOR
     return img

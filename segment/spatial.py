@@ -19,64 +19,6 @@ from scipy import ndimage
 LOG_FLOOR = -10.0
 
 
-class PixelStrips:
-    """Access to an image's feature rows and colours by strips of image rows.
-
-    Parameters
-    ----------
-    data : segment.features.PixelData
-    """
-
-    def __init__(self, data):
-        self.data = data
-        H, W = data.shape
-        self._row_index = None
-        if not data.deduplicated:
-            per_row = np.full(H, W) if data.visible is None else data.visible.sum(axis=1)
-            self._offsets = np.concatenate([[0], np.cumsum(per_row)])
-
-    def _rows_of(self, a, b):
-        """Feature-row index of every pixel of image rows [a, b) (-1 where invisible)."""
-        d = self.data
-        W = d.shape[1]
-        if d.deduplicated:
-            if self._row_index is None:
-                from .features import color_keys
-
-                lut = np.full(1 << 24, -1, dtype=np.int32)
-                lut[d.unique_keys] = np.arange(len(d.unique_keys), dtype=np.int32)
-                self._row_index = lut
-                self._keys = color_keys
-            idx = self._row_index[self._keys(d.pixels8[a:b])]
-            if d.visible is not None:
-                idx[~d.visible[a:b]] = -1
-            return idx
-        idx = np.full((b - a, W), -1, dtype=np.int64)
-        start, stop = self._offsets[a], self._offsets[b]
-        if d.visible is None:
-            idx.ravel()[:] = np.arange(start, stop)
-        else:
-            idx[d.visible[a:b]] = np.arange(start, stop)
-        return idx
-
-    def rows(self, a, b):
-        """(feature rows (n, D) of the pixels of image rows [a, b), visible mask (b-a, W)).
-
-        Invisible pixels get the first feature row (a placeholder) and False in the mask.
-        """
-        idx = self._rows_of(a, b)
-        visible = idx >= 0
-        return self.data.X[np.maximum(idx, 0).ravel()], visible
-
-    def rgb(self, a, b):
-        """Colours (b-a, W, 3) float32 in [0, 1] of image rows [a, b)."""
-        d = self.data
-        if d.deduplicated:
-            return d.pixels8[a:b].astype(np.float32) / 255.0
-        idx = self._rows_of(a, b)
-        return d.rgb[np.maximum(idx, 0)]
-
-
 def strip_height(shape, n_components, budget_mib, halo=0):
     """Image rows per strip so that a few (K, rows, W) float32 arrays fit the budget."""
     H, W = shape
@@ -105,13 +47,12 @@ def smoothed_labels(model, data, sigma, *, budget_mib=64.0, out_dtype=np.uint8, 
     K = model.n_components
     halo = int(np.ceil(4.0 * sigma))
     height = strip_height((H, W), K, budget_mib, halo)
-    strips = PixelStrips(data)
     kernel = model.kernel()
     labels = np.empty((H, W), dtype=out_dtype)
     for a in range(0, H, height):
         b = min(H, a + height)
         lo, hi = max(0, a - halo), min(H, b + halo)
-        X, visible = strips.rows(lo, hi)
+        X, visible = data.strip_features(lo, hi)
         logr = log_responsibilities(kernel, X).reshape(K, hi - lo, W)
         np.maximum(logr, LOG_FLOOR, out=logr)
         if data.visible is not None:
@@ -126,6 +67,22 @@ def smoothed_labels(model, data, sigma, *, budget_mib=64.0, out_dtype=np.uint8, 
         labels[a:b] = np.argmax(core, axis=0)
         if data.visible is not None:
             labels[a:b][~visible[a - lo : a - lo + (b - a)]] = fill
+    return labels
+
+
+def pixel_labels(model, data, *, budget_mib=64.0, out_dtype=np.uint8, fill=255):
+    """Most likely component (H, W) of every pixel, strip by strip (no smoothing)."""
+    H, W = data.shape
+    kernel = model.kernel()
+    labels = np.empty((H, W), dtype=out_dtype)
+    for a, b in data.strip_rows(strip_height((H, W), model.n_components, budget_mib)):
+        X, visible = data.strip_features(a, b)
+        lab = labels[a:b].reshape(-1)
+        for s in range(0, X.shape[0], kernel.rows):
+            L, _ = kernel.logits(X[s : s + kernel.rows])
+            lab[s : s + kernel.rows] = np.argmax(L, axis=0)
+        if visible is not None:
+            labels[a:b][~visible] = fill
     return labels
 
 
@@ -223,14 +180,15 @@ def _border_majority(labels, regions, small, visible):
 def labels_psnr(data, labels, palette):
     """PSNR (dB) of ``palette[labels]`` against the image's colours, over visible pixels."""
     H, W = data.shape
-    strips = PixelStrips(data)
     pal = palette.astype(np.float32) / 255.0
     sq = 0.0
     n = 0
     rows = max(1, (1 << 20) // max(W, 1))
     for a in range(0, H, rows):
         b = min(H, a + rows)
-        err = ((strips.rgb(a, b) - pal[np.minimum(labels[a:b], len(pal) - 1)]) ** 2).mean(axis=2)
+        err = ((data.strip_rgb(a, b) - pal[np.minimum(labels[a:b], len(pal) - 1)]) ** 2).mean(
+            axis=2
+        )
         if data.visible is not None:
             err = err[data.visible[a:b]]
         sq += float(err.sum(dtype=np.float64))
