@@ -153,6 +153,17 @@ MIN_REGION = Annotated[
         show_default=False,
     ),
 ]
+SAMPLE = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        min=0,
+        help="Fit on a uniform sample of this many pixels, then polish with 2 EM passes over "
+        "all pixels; 0 = fit on every pixel. Default: distinct colours of 8-bit images "
+        "(exact), else a sample of 1,000,000 pixels.",
+        show_default=False,
+    ),
+]
 SOFT = Annotated[
     bool,
     typer.Option(
@@ -326,6 +337,7 @@ def image_cmd(
     prior: PRIOR = False,
     smooth: SMOOTH = None,
     min_region: MIN_REGION = None,
+    sample: SAMPLE = None,
     memory_mib: MEMORY = 64.0,
     plots: PLOTS = True,
     overwrite: OVERWRITE = False,
@@ -360,6 +372,7 @@ def image_cmd(
         chunk_mib=memory_mib,
         smooth=smooth,
         min_region=min_region,
+        sample=sample,
     )
     with _errors_to_exit():
         options.validate()
