@@ -50,6 +50,7 @@ from . import __version__, pipeline
 from .errors import SegmentError
 from .features import (
     color_keys,
+    distinct_colors,
     features_to_rgb,
     keys_to_rgb8,
     pixel_data,
@@ -423,15 +424,18 @@ def _sample(n, spec, rel, frame):
     return np.sort(_rng(spec, rel, frame).choice(n, size=size, replace=False))
 
 
-def _visible_keys(image, spec, rel):
-    keys = color_keys(image.pixels)
-    keys = keys.ravel() if image.alpha is None else keys[image.alpha]
-    if keys.size == 0:
+def _frame_histogram(image, spec, rel):
+    """Distinct colour keys of one frame's visible pixels (or of its sample) and counts."""
+    if image.alpha is not None and not image.alpha.any():
         raise SegmentError(
             f"{image.path}: every pixel is fully transparent; there is nothing to segment."
         )
+    if spec.sample_per_image is None:
+        return distinct_colors(image.pixels, image.alpha)
+    keys = color_keys(image.pixels)
+    keys = keys.ravel() if image.alpha is None else keys[image.alpha]
     idx = _sample(keys.size, spec, rel, image.frame)
-    return keys if idx is None else keys[idx]
+    return np.unique(keys if idx is None else keys[idx], return_counts=True)
 
 
 def _frame_rows(image, spec, rel):
@@ -454,20 +458,24 @@ def _plot_pick(n):
 def colour_job(spec, job):
     """One input's part of the shared data: its colour histogram (8-bit colour) or, for
     streamed frames, their row counts and a few rows for the plot."""
-    keys, streamed, plot = [], [], []
+    hists, streamed, plot = [], [], []
     for image in pipeline._frames(job.src, spec.all_frames, spec.max_pixels):
         if _dedupable(image, spec.options):
-            keys.append(_visible_keys(image, spec, job.rel))
+            hists.append(_frame_histogram(image, spec, job.rel))
         else:
             X = _frame_rows(image, spec, job.rel)
             streamed.append((image.frame, len(X)))
             pick = _plot_pick(len(X))
             plot.append((X[pick], len(X) / len(pick)))
         del image
-    uniq = counts = None
-    if keys:
-        uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
-    return {"status": "ok", "keys": uniq, "counts": counts, "streamed": streamed, "plot": plot}
+    keys = counts = None
+    if len(hists) == 1:
+        keys, counts = hists[0]
+    elif hists:  # frames of one file: merge their histograms
+        keys, inverse = np.unique(np.concatenate([k for k, _ in hists]), return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate([c for _, c in hists]))
+        counts = counts.astype(np.int64)
+    return {"status": "ok", "keys": keys, "counts": counts, "streamed": streamed, "plot": plot}
 
 
 # =============================================================================================

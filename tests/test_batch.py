@@ -542,3 +542,23 @@ def test_soft_and_masks_outputs_count_for_resume(folder, tmp_path):
     r = run(*args, "--resume")
     assert "0 ok, 1 failed, 3 skipped" in r.output
     assert tree(out) == before
+
+
+def test_all_frames_with_a_shared_model(folder, tmp_path):
+    frames = [
+        Image.fromarray(np.repeat(np.array([[RED, GREEN, BLUE]], np.uint8), 8, axis=0)),
+        Image.fromarray(np.repeat(np.array([[BLUE, BLUE, RED]], np.uint8), 8, axis=0)),
+    ]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    out = tmp_path / "out"
+    args = [folder, "-o", out, "-k", "3", "-j", "1", "--no-plots", "--all-frames", "--shared-model"]
+    r = run(*args)
+    assert r.exit_code == 1 and "3 ok, 1 failed" in r.output
+    row = next(row for row in read_csv(out / "report.csv") if row["path"] == "anim.gif")
+    assert row["status"] == "ok" and row["frames"] == "2"
+    first, second = labels_of(out, "anim.f000.gif"), labels_of(out, "anim.f001.gif")
+    assert first[0, 2] == second[0, 0] == second[0, 1]  # blue, in both frames
+    assert first[0, 0] == second[0, 2]  # red
+    before = tree(out)
+    assert "0 ok, 1 failed, 3 skipped" in run(*args, "--resume").output
+    assert tree(out) == before
