@@ -1192,21 +1192,25 @@ def _stop_on_signals():
 @contextlib.contextmanager
 def _exclusive(out_dir):
     """Hold a lock on OUT_DIR for the run: two batches writing into one folder would delete
-    each other's temporary files."""
+    each other's temporary files. The folder itself is locked, so no lock file is left."""
     try:
         import fcntl
-    except ImportError:  # not POSIX: no lock
+
+        fd = os.open(out_dir, os.O_RDONLY)
+    except (ImportError, OSError):  # not POSIX, or a folder that cannot be opened: no lock
         yield
         return
-    with open(out_dir / ".segment-batch.lock", "a") as f:
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise SegmentError(
                 f"another 'segment batch' is writing into {out_dir}; wait for it to finish or "
                 "choose another output folder."
             ) from None
         yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _remove_temp_files(folders):
