@@ -459,6 +459,8 @@ def apply_cmd(
     epilog=(
         "Examples:\n\n"
         "  segment quantize photo.png -k 16 -o photo.q16.png\n\n"
+        "  segment quantize photo.png --quality 35 -o photo.q.png\n\n"
+        "  segment quantize photo.png --max-delta-e 2 --dither -o photo.q.png\n\n"
         "  segment quantize logo.png -k 4 -o small.png --overwrite --json"
     ),
 )
@@ -471,8 +473,43 @@ def quantize_cmd(
         ),
     ],
     k: Annotated[
-        int, typer.Option("-k", "--k", min=1, max=256, help="Maximum number of colours (1–256).")
-    ] = 16,
+        int | None,
+        typer.Option(
+            "-k",
+            "--k",
+            min=1,
+            max=256,
+            help="Number of colours (1–256); default 16. With --quality or --max-delta-e, "
+            "the largest number tried (default 256).",
+            show_default=False,
+        ),
+    ] = None,
+    quality: Annotated[
+        float | None,
+        typer.Option(
+            "--quality",
+            help="Target PSNR in dB: use the smallest number of colours that reaches it.",
+            show_default=False,
+        ),
+    ] = None,
+    max_delta_e: Annotated[
+        float | None,
+        typer.Option(
+            "--max-delta-e",
+            min=0.0,
+            help="Target mean colour difference (CIEDE2000 ΔE; about 1 is just noticeable): "
+            "use the smallest number of colours that reaches it.",
+            show_default=False,
+        ),
+    ] = None,
+    dither: Annotated[
+        bool,
+        typer.Option(
+            "--dither/--no-dither",
+            help="Floyd–Steinberg error diffusion onto the palette (smoother gradients, "
+            "lower PSNR).",
+        ),
+    ] = False,
     space: SPACE = Space.rgb,
     seed: SEED = 0,
     max_iter: MAX_ITER = 100,
@@ -482,12 +519,13 @@ def quantize_cmd(
     quiet: QUIET = False,
     json_: JSON = False,
 ):
-    """Colour-quantise an image into a palette PNG of at most K colours.
+    """Colour-quantise an image into a palette PNG.
 
-    The palette is the means of a Gaussian mixture fitted to the pixels; each pixel takes
-    its nearest palette colour. Reports the PSNR and the size ratio against the input.
+    The palette is the means of a Gaussian mixture fitted to the pixels, refined to the
+    least squared error; each pixel takes its nearest palette colour. Reports the PSNR,
+    SSIM, mean ΔE (CIEDE2000) and the size ratio against the input.
     """
-    from .pipeline import quantize_file
+    from .quantize import quantize_file
 
     progress = _progress(quiet)
     with _errors_to_exit(), progress or contextlib.nullcontext():
@@ -502,6 +540,9 @@ def quantize_cmd(
             path,
             output,
             k=k,
+            quality=quality,
+            max_delta_e=max_delta_e,
+            dither=dither,
             seed=seed,
             space=space.value,
             max_iter=max_iter,
@@ -514,9 +555,16 @@ def quantize_cmd(
         _json_out(s)
     elif not quiet:
         ratio = "-" if s["size_ratio"] is None else f"{s['size_ratio']:.3f}"
+        for t in s["search"] or ():
+            out_console.print(
+                f"  k={t['k']:<3d} PSNR={_fmt(t['psnr_db'], '.2f')} dB  "
+                f"ΔE={_fmt(t['delta_e'], '.2f')}  {'reached' if t['reached'] else '-'}",
+                markup=False,
+            )
         out_console.print(
             f"[bold]{s['output']}[/bold]  {s['colours_used']} colours (k={s['k']})  "
-            f"PSNR={_fmt(s['psnr_db'], '.2f')} dB  size {s['output_bytes']} / {s['input_bytes']} "
+            f"PSNR={_fmt(s['psnr_db'], '.2f')} dB  SSIM={_fmt(s['ssim'], '.4f')}  "
+            f"ΔE={_fmt(s['delta_e'], '.2f')}  size {s['output_bytes']} / {s['input_bytes']} "
             f"bytes = {ratio}  {s['seconds']:.2f} s"
         )
         for note in s["notes"]:
