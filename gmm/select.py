@@ -414,6 +414,17 @@ def grow_mixture(
                 "precisions_init": _symmetric(warm.precisions_, warm.covariance_type),
             }
             warm = new(max_iter, cont, callback).fit(X, sample_weight)
+        else:  # the sample is the data: the winning trial is the fit
+            if callback is not None:
+                for iteration, value in enumerate(warm.history_, 1):
+                    callback(iteration, float(value))
+            if not warm.converged_:
+                warnings.warn(
+                    f"EM did not converge in max_iter={max_iter} iterations; raise max_iter "
+                    "or tol.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
     if n_init > 1:
         cold = new(max_iter, {}, callback, n_init - 1).fit(X, sample_weight)
         if cold.lower_bound_ > warm.lower_bound_:
