@@ -311,11 +311,13 @@ class _Server:
 
     def close(self):
         with contextlib.suppress(OSError):
-            self.process.stdin.close()
+            self.process.stdin.close()  # the server's loop ends
         try:
             self.process.wait(10)
         except Exception:
             self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
         self._log.close()
 
 
