@@ -35,6 +35,8 @@ from .io import load_image
 from .outputs import write_palette_png
 
 MAX_COLOURS = 256
+#: Pixels the mixture is fitted on when the image is not 8-bit (a uniform sample).
+FIT_ROWS = 1 << 20
 #: Rows per block of the row-wise work (nearest colour, Lab conversion).
 BLOCK_ROWS = 65536
 #: Image rows per strip of the image-wise figures (SSIM, figures of dithered images).
@@ -569,18 +571,31 @@ class _Quantizer:
             **self.fit_options,
         )
         d = self.data
-        if self.dither:
-            indices = dither_indices(self.pixels, fit.palette, d.visible)
+        if d.deduplicated and not self.dither:
+            rows = nearest_palette(d.rgb, fit.palette)
+            cand = Candidate(k, fit, row_figures(d.rgb, d.weight, fit.palette[rows]), rows)
+        else:
+            if self.dither:
+                indices = dither_indices(self.pixels, fit.palette, d.visible)
+            else:
+                indices = self._nearest_image(fit.palette)
             figures = image_figures(
                 self.pixels, PaletteImage(indices, fit.palette), d.visible, ssim=False
             )
             figures.pop("ssim")
             cand = Candidate(k, fit, figures, indices=indices)
-        else:
-            rows = nearest_palette(d.rgb, fit.palette)
-            cand = Candidate(k, fit, row_figures(d.rgb, d.weight, fit.palette[rows]), rows)
         self.tried[k] = cand
         return cand
+
+    def _nearest_image(self, palette):
+        """Nearest palette colour of every pixel, strip by strip (rows not deduplicated)."""
+        H, W = self.data.shape
+        nearest = NearestColour(np.asarray(palette, dtype=np.float64) / 255.0, H * W)
+        out = np.zeros((H, W), dtype=np.uint8 if len(palette) <= 256 else np.uint16)
+        for a, b in _strips(H, max(1, BLOCK_ROWS // max(W, 1))):
+            rgb = np.clip(_unit(self.pixels[a:b]).reshape(-1, 3), 0.0, 1.0)
+            out[a:b] = nearest(rgb).reshape(b - a, W)
+        return out
 
     def indices(self, cand):
         if cand.indices is not None:
@@ -739,7 +754,9 @@ def quantize_file(
     if out_path.parent != Path():
         _make_dir(out_path.parent)
     image = load_image(path, max_pixels=max_pixels)
-    data = pixel_data(image, space=space)
+    # 8-bit images: the distinct colours with their counts (exact); others: at most
+    # FIT_ROWS pixels sampled for the fit, every pixel mapped strip by strip.
+    data = pixel_data(image, space=space, max_rows=FIT_ROWS, seed=seed)
     notes = list(getattr(image, "notes", ()))
     targeted = quality is not None or max_delta_e is not None
     k_max = MAX_COLOURS - (data.visible is not None)
