@@ -82,8 +82,9 @@ XY = Annotated[
     typer.Option(
         "--xy",
         min=0.0,
-        help="Weight of the pixel position (x, y) as extra features; 0 = colour only. "
-        "Try 0.5–2 for compact segments.",
+        help="Weight of the pixel position (x, y) as extra features, which makes segments "
+        "spatially compact; 0 = colour only (then the fit is on distinct colours, exact and "
+        "fastest).",
     ),
 ]
 SEED = Annotated[
@@ -149,7 +150,7 @@ MIN_REGION = Annotated[
         "--min-region",
         min=0,
         help="Merge connected regions smaller than this many pixels into their neighbours; "
-        "0 = keep all. Default: 1/2000 of the image.",
+        "0 = keep all. Default: 1/100 of the image.",
         show_default=False,
     ),
 ]
@@ -324,11 +325,11 @@ def image_cmd(
     paths: Annotated[
         list[Path], typer.Argument(help="Image files to segment.", show_default=False)
     ],
-    k: K = 8,
+    k: K = 10,
     out_dir: OUT_DIR = Path("segmented"),
     covariance: COV = Covariance.full,
     space: SPACE = Space.rgb,
-    xy: XY = 0.0,
+    xy: XY = 1.0,
     seed: SEED = 0,
     max_iter: MAX_ITER = 100,
     tol: TOL = 1e-3,

@@ -122,10 +122,10 @@ class FitOptions:
         return max(1.0, float(np.hypot(*shape)) / 600.0)
 
     def min_region_pixels(self, shape):
-        """Smallest region kept, in pixels: the option, or by default 1/2000 of the image."""
+        """Smallest region kept, in pixels: the option, or by default 1/100 of the image."""
         if self.min_region is not None:
             return int(self.min_region)
-        return max(16, int(shape[0] * shape[1] / 2000))
+        return max(16, int(shape[0] * shape[1] / 100))
 
     def to_dict(self):
         return asdict(self)

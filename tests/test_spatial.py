@@ -131,8 +131,8 @@ def test_default_sigma_and_region_scale_with_the_image():
     o = FitOptions()
     assert o.smooth_sigma((321, 481)) == pytest.approx(1.0, abs=0.01)
     assert o.smooth_sigma((3000, 4000)) == pytest.approx(5000 / 600)
-    assert o.min_region_pixels((3000, 4000)) == 6000
     assert FitOptions(smooth=0, min_region=0).smooth_sigma((10, 10)) == 0
+    assert o.min_region_pixels((3000, 4000)) == 120000
 
 
 def test_soft_maps_have_the_right_ranges():
