@@ -30,7 +30,7 @@ import numpy as np
 import gmm
 
 from .errors import SegmentError
-from .features import features_to_rgb, keys_to_rgb8, pixel_data, rgb_to_uint8
+from .features import color_keys, features_to_rgb, keys_to_rgb8, pixel_data, rgb_to_uint8
 from .io import load_image
 from .outputs import write_palette_png
 
@@ -39,8 +39,8 @@ MAX_COLOURS = 256
 FIT_ROWS = 1 << 20
 #: Rows per block of the row-wise work (nearest colour, Lab conversion).
 BLOCK_ROWS = 65536
-#: Image rows per strip of the image-wise figures (SSIM, figures of dithered images).
-STRIP_ROWS = 256
+#: Pixels per strip of the image-wise figures (SSIM, figures of dithered images).
+STRIP_PIXELS = 1 << 19
 #: SSIM window (scikit-image's default) and the rows a strip borrows from its neighbours.
 SSIM_WIN = 7
 _LUMA = np.array([0.2126, 0.7152, 0.0722])
@@ -469,14 +469,35 @@ def _strips(H, rows):
     return list(itertools.pairwise(edges))
 
 
-def image_figures(original, result, visible=None, *, ssim=True, strip_rows=STRIP_ROWS):
+def _pair_rows(original8, palette_image, visible, strips):
+    """Distinct (colour, palette index) pairs of an 8-bit image and its palette image, with
+    their pixel counts: the figures of the pairs weighted by the counts are those of all
+    pixels, for far fewer colour conversions."""
+    parts, counts = [], []
+    for a, b in strips:
+        keys = color_keys(original8[a:b]).astype(np.int64) << 16
+        keys |= palette_image.indices[a:b]
+        if visible is not None:
+            keys = keys[visible[a:b]]
+        u, c = np.unique(keys, return_counts=True)
+        parts.append(u)
+        counts.append(c)
+    keys, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+    weight = np.bincount(inverse.ravel(), weights=np.concatenate(counts).astype(np.float64))
+    colours = keys_to_rgb8((keys >> 16).astype(np.uint32)).astype(np.float64) / 255.0
+    return colours, weight, palette_image.palette[keys & 0xFFFF]
+
+
+def image_figures(original, result, visible=None, *, ssim=True, strip_rows=None):
     """PSNR (dB), SSIM and mean CIEDE2000 ΔE of ``result`` against ``original``.
 
     Computed strip by strip over the visible pixels. SSIM is scikit-image's
     ``structural_similarity(original, result, channel_axis=-1, data_range=1)``, with the
     mean of its per-pixel map taken over the visible pixels at least 3 pixels from the
     border (where scikit-image takes its mean); strips borrow 3 rows from their neighbours,
-    so each strip's map is exactly that of the whole image.
+    so each strip's map is exactly that of the whole image. For an 8-bit ``original`` and a
+    :class:`PaletteImage` ``result``, PSNR and ΔE are computed once per distinct pair of
+    original colour and palette colour, weighted by its pixel count (the same figures).
 
     Parameters
     ----------
@@ -485,6 +506,8 @@ def image_figures(original, result, visible=None, *, ssim=True, strip_rows=STRIP
     visible : ndarray (H, W) bool, optional
     ssim : bool, default True
         Compute SSIM (None when the image is smaller than 7×7 pixels, SSIM's window).
+    strip_rows : int, optional
+        Rows per strip; by default about half a million pixels per strip.
 
     Returns
     -------
@@ -496,20 +519,24 @@ def image_figures(original, result, visible=None, *, ssim=True, strip_rows=STRIP
     H, W = original.shape[:2]
     if tuple(result.shape) != tuple(original.shape):
         raise SegmentError(f"result shape {result.shape} differs from original {original.shape}.")
+    if visible is not None and not visible.any():
+        raise SegmentError("no pixel is visible; there is nothing to compare.")
+    strips = _strips(H, strip_rows or max(8, STRIP_PIXELS // max(W, 1)))
     pad = (SSIM_WIN - 1) // 2
     do_ssim = ssim and min(H, W) >= SSIM_WIN
+    by_pairs = isinstance(result, PaletteImage) and np.asarray(original).dtype == np.uint8
     sse = de = s_sum = 0.0
     n = s_n = 0
-    for a, b in _strips(H, strip_rows):
+    for a, b in strips if do_ssim or not by_pairs else ():
         a0, b0 = (max(0, a - pad), min(H, b + pad)) if do_ssim else (a, b)
         o, r = _unit(original[a0:b0]), _unit(result[a0:b0])
-        vis = np.ones((b0 - a0, W), bool) if visible is None else visible[a0:b0]
         core = slice(a - a0, b - a0)
-        v = vis[core]
-        oc, rc = o[core][v], r[core][v]
-        sse += float(((oc - rc) ** 2).sum())
-        de += float(_delta_e(oc, rc).sum()) if len(oc) else 0.0
-        n += int(v.sum())
+        v = np.ones((b - a, W), bool) if visible is None else visible[a:b]
+        if not by_pairs:
+            oc, rc = o[core][v], r[core][v]
+            sse += float(((oc - rc) ** 2).sum())
+            de += float(_delta_e(oc, rc).sum()) if len(oc) else 0.0
+            n += int(v.sum())
         if do_ssim:
             _, S = structural_similarity(o, r, channel_axis=-1, data_range=1.0, full=True)
             rows = np.arange(a, b)
@@ -518,13 +545,11 @@ def image_figures(original, result, visible=None, *, ssim=True, strip_rows=STRIP
             inner[:, W - pad :] = False
             s_sum += float(S[core][inner].sum())
             s_n += 3 * int(inner.sum())
-    if n == 0:
-        raise SegmentError("no pixel is visible; there is nothing to compare.")
-    return {
-        "psnr_db": _psnr(sse, 3.0 * n),
-        "ssim": s_sum / s_n if do_ssim and s_n else None,
-        "delta_e": de / n,
-    }
+    if by_pairs:
+        colour = row_figures(*_pair_rows(original, result, visible, strips))
+    else:
+        colour = {"psnr_db": _psnr(sse, 3.0 * n), "delta_e": de / n}
+    return {**colour, "ssim": s_sum / s_n if do_ssim and s_n else None}
 
 
 # =========================================================================================

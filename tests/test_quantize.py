@@ -194,6 +194,19 @@ def test_image_figures_match_scikit_image():
     assert image_figures(orig[:5, :5], res[:5, :5])["ssim"] is None  # smaller than the window
 
 
+def test_palette_images_are_judged_by_colour_pairs_with_the_same_figures():
+    rng = np.random.default_rng(4)
+    orig = rng.integers(0, 256, (19, 26, 3)).astype(np.uint8)
+    palette = rng.integers(0, 256, (7, 3)).astype(np.uint8)
+    indices = dither_indices(orig, palette)
+    visible = rng.random(orig.shape[:2]) > 0.2
+    for vis in (None, visible):
+        pairs = image_figures(orig, PaletteImage(indices, palette), vis, strip_rows=4)
+        pixels = image_figures(orig, palette[indices], vis, strip_rows=4)
+        for key in ("psnr_db", "ssim", "delta_e"):
+            assert pairs[key] == pytest.approx(pixels[key], rel=1e-10), key
+
+
 def test_row_figures_with_counts_equal_pixel_figures():
     rng = np.random.default_rng(1)
     rows = rng.integers(0, 256, (50, 3)).astype(np.uint8)
