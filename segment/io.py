@@ -7,10 +7,12 @@ a file (missing, not an image, truncated, corrupt, a decompression bomb) comes o
 
 Outputs are written atomically: into a temporary file in the target folder, flushed, then
 renamed over the final name, so a reader never sees a half-written file and an interrupted
-run leaves no partial output under the final name.
+run leaves no partial output under the final name. :func:`atomic_group` extends this to a
+set of files: all renamed at the end, or none.
 """
 
 import contextlib
+import contextvars
 import errno
 import operator
 import os
@@ -34,6 +36,7 @@ __all__ = [
     "READABLE_EXTENSIONS",
     "TEMP_PREFIX",
     "Image",
+    "atomic_group",
     "atomic_write",
     "count_frames",
     "iter_frames",
@@ -876,6 +879,10 @@ def atomic_write(path, *, overwrite=False):
         if not overwrite and path.exists():
             raise SegmentError(f"{_name(path)} already exists; pass --overwrite to replace it.")
         os.chmod(tmp, 0o644 & ~_umask())
+        group = _GROUP.get()
+        if group is not None:
+            group.append((tmp, path, overwrite))  # renamed when the group ends
+            return
         os.replace(tmp, path)
     except OSError as err:
         _unlink_quietly(tmp)
@@ -887,6 +894,64 @@ def atomic_write(path, *, overwrite=False):
     # crash right after a successful run cannot lose the new name. Best effort: some file
     # systems cannot sync a folder.
     _fsync_folder(path.parent)
+
+
+#: The files written (to temporaries) in the current atomic_group, or None outside a group.
+_GROUP = contextvars.ContextVar("segment_io_atomic_group", default=None)
+
+
+@contextlib.contextmanager
+def atomic_group():
+    """Make the :func:`atomic_write` calls inside the block one all-or-nothing write.
+
+    Each file is written and synced under its temporary name as usual, but renamed to its
+    final name only when the block ends without an exception, all together, in the order
+    they were written (so a file written last, like ``NAME.model.json``, lands last). If the
+    block raises (a full disk at the third file, Ctrl-C, anything), or a final name has
+    appeared meanwhile without ``overwrite``, no file is renamed and every temporary file
+    is removed: the folder is as it was. A group inside a group belongs to the outer one.
+    The group is per thread (and per asyncio task).
+
+    Raises
+    ------
+    SegmentError
+        At the end of the block, if a final name is taken (without ``overwrite``) or a
+        rename fails; the files renamed before a failing rename stay (renames in one folder
+        fail only if the folder itself goes away or becomes read-only).
+    """
+    if _GROUP.get() is not None:
+        yield
+        return
+    pending = []
+    token = _GROUP.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _, _ in pending:
+            _unlink_quietly(tmp)
+        raise
+    finally:
+        _GROUP.reset(token)
+    _commit(pending)
+
+
+def _commit(pending):
+    done = 0
+    try:
+        for _, path, overwrite in pending:
+            if not overwrite and path.exists():
+                raise SegmentError(f"{_name(path)} already exists; pass --overwrite to replace it.")
+        for tmp, path, _ in pending:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise _write_error(path, err) from None
+            done += 1
+    finally:
+        for tmp, _, _ in pending[done:]:
+            _unlink_quietly(tmp)
+    for folder in dict.fromkeys(path.parent for _, path, _ in pending):
+        _fsync_folder(folder)
 
 
 def _fsync_folder(folder):

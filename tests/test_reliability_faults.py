@@ -25,9 +25,10 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 import segment.io
+import segment.pipeline
 from segment.cli import app
 from segment.errors import SegmentError
-from segment.io import TEMP_PREFIX, atomic_write
+from segment.io import TEMP_PREFIX, atomic_group, atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,6 +186,36 @@ def test_a_failed_run_leaves_no_partial_set(ref, tmp_path, monkeypatch):
     monkeypatch.undo()  # space freed
     again = CliRunner().invoke(app, [*ref["base"], "-o", str(out)])
     assert again.exit_code == 0, again.stderr
+
+
+def test_the_proposed_fix_all_or_nothing_outputs(ref, tmp_path, monkeypatch):
+    """What the xfail test above asks for, with pipeline.write_segmentation's writes in one
+    io.atomic_group (the proposed fix): a full disk at any output leaves nothing, and the
+    re-run after freeing space works."""
+    write = segment.pipeline.write_segmentation
+
+    def grouped(*args, **kwargs):
+        with atomic_group():
+            return write(*args, **kwargs)
+
+    monkeypatch.setattr(segment.pipeline, "write_segmentation", grouped)
+    out = tmp_path / "out"
+    for n in (0, 2, len(WRITE_ORDER) - 1):  # the first, a middle one, the model file
+        with monkeypatch.context() as m:
+            fail_nth_file_fsync(m, n)
+            r = CliRunner().invoke(app, [*ref["base"], "-o", str(out)])
+        assert r.exit_code == 1 and "no space left" in r.stderr
+        assert RT.files_under(out) == []
+    # With --overwrite over old outputs: the old set stays whole and complete.
+    folder_with_old(ref, tmp_path / "over")
+    with monkeypatch.context() as m:
+        fail_nth_file_fsync(m, 4)
+        r = CliRunner().invoke(app, [*ref["base"], "-o", str(tmp_path / "over"), "--overwrite"])
+    assert r.exit_code == 1
+    assert snapshot(tmp_path / "over") == ref["old"]
+    again = CliRunner().invoke(app, [*ref["base"], "-o", str(out)])
+    assert again.exit_code == 0, again.stderr
+    assert snapshot(out) == ref["new"]
 
 
 # =============================================================================================
@@ -416,6 +447,69 @@ def test_atomic_write_syncs_the_folder_after_the_rename(tmp_path, monkeypatch):
         f.write(b"data")
     assert kinds == ["file", "dir"]
     assert (tmp_path / "out.png").read_bytes() == b"data"
+
+
+def test_atomic_group_renames_at_the_end_in_order(tmp_path, monkeypatch):
+    renamed, real = [], os.replace
+    monkeypatch.setattr(
+        segment.io.os, "replace", lambda a, b: (renamed.append(Path(b).name), real(a, b))[1]
+    )
+    (tmp_path / "b.png").write_bytes(b"old")
+    with atomic_group():
+        for name, data in (("a.png", b"A"), ("b.png", b"B"), ("c.json", b"C")):
+            with atomic_write(tmp_path / name, overwrite=True) as f:
+                f.write(data)
+        assert not (tmp_path / "a.png").exists() and (tmp_path / "b.png").read_bytes() == b"old"
+        assert len(temporaries(tmp_path)) == 3
+    assert renamed == ["a.png", "b.png", "c.json"]
+    assert snapshot(tmp_path) == {"a.png": b"A", "b.png": b"B", "c.json": b"C"}
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_atomic_group_failure_changes_nothing(tmp_path, error):
+    (tmp_path / "b.png").write_bytes(b"old")
+    with pytest.raises(error), atomic_group():
+        for name in ("a.png", "b.png"):
+            with atomic_write(tmp_path / name, overwrite=True) as f:
+                f.write(b"new")
+        raise error("boom")
+    assert snapshot(tmp_path) == {"b.png": b"old"}
+
+
+def test_atomic_group_refuses_a_name_taken_meanwhile(tmp_path):
+    with pytest.raises(SegmentError, match=r"b\.png already exists"), atomic_group():
+        with atomic_write(tmp_path / "a.png") as f:
+            f.write(b"new")
+        with atomic_write(tmp_path / "b.png") as f:
+            f.write(b"new")
+        (tmp_path / "b.png").write_bytes(b"someone else's")
+    assert snapshot(tmp_path) == {"b.png": b"someone else's"}
+
+
+def test_atomic_group_nested_belongs_to_the_outer(tmp_path):
+    with atomic_group():
+        with atomic_group():
+            with atomic_write(tmp_path / "a.png") as f:
+                f.write(b"A")
+        assert not (tmp_path / "a.png").exists()
+    assert snapshot(tmp_path) == {"a.png": b"A"}
+
+
+def test_atomic_group_failing_rename_leaves_no_temporaries(tmp_path, monkeypatch):
+    real = os.replace
+
+    def replace(a, b):
+        if Path(b).name == "b.png":
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(a, b)
+
+    monkeypatch.setattr(segment.io.os, "replace", replace)
+    with pytest.raises(SegmentError, match=r"b\.png: the file system is read-only"):
+        with atomic_group():
+            for name in ("a.png", "b.png", "c.png"):
+                with atomic_write(tmp_path / name) as f:
+                    f.write(b"x")
+    assert snapshot(tmp_path) == {"a.png": b"x"}  # renamed before the failure
 
 
 # =============================================================================================
