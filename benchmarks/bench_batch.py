@@ -6,7 +6,9 @@ half of them mirrored, a quarter upside down), saved once as JPEG (quality 90) i
 ``benchmarks/data/batch_photos/``: same content statistics, different pixels and colour sets.
 Each configuration runs the real command in a fresh process into an empty output folder, so
 the times include the start of the workers (process pool or Dask cluster) and the writing of
-every output; images/s = images / wall-clock seconds.
+every output; images/s = images / wall-clock seconds. "cpu s/image" is the user + system
+time of the command and its workers per image, which other load on the machine does not
+change: it shows what the engines cost on top of the work itself.
 
 With ``--repeat R`` every configuration runs R times, the configurations taking turns, and
 the best run is kept: on a shared machine other load only ever slows a run down. The load
@@ -20,6 +22,7 @@ Usage: python benchmarks/bench_batch.py [--images 100] [--k 8] [--plots] [--repe
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -63,8 +66,15 @@ def photo_folder(n, megapixels=0.5, seed=0):
     return folder
 
 
+def _cpu_seconds():
+    # Children's user + system time: the command, and its pool or Dask worker processes
+    # once they have been waited for.
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run(folder, mode, k, plots):
-    """One batch run in a fresh process; returns its wall-clock seconds and report counts."""
+    """One batch run in a fresh process: its wall-clock and CPU seconds, report counts."""
     out = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     cmd = [
         sys.executable,
@@ -81,15 +91,15 @@ def run(folder, mode, k, plots):
         *([] if plots else ["--no-plots"]),
     ]
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
         counts = json.loads((out / "report.json").read_text())["counts"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return seconds, counts
+    return seconds, cpu, counts
 
 
 def main():
@@ -113,24 +123,26 @@ def main():
     best = {}
     for _ in range(args.repeat):
         for mode in args.modes:
-            seconds, counts = run(folder, mode, args.k, args.plots)
-            if mode not in best or seconds < best[mode][0]:
-                best[mode] = (seconds, counts)
+            result = run(folder, mode, args.k, args.plots)
+            if mode not in best or result[0] < best[mode][0]:
+                best[mode] = result
     rows = []
     for mode in args.modes:
-        seconds, counts = best[mode]
+        seconds, cpu, counts = best[mode]
         rows.append(
             {
                 "engine": MODES[mode][0],
                 "images": counts["ok"],
                 "seconds": round(seconds, 1),
                 "images/s": round(counts["ok"] / seconds, 2),
+                "cpu s/image": round(cpu / counts["ok"], 2),
             }
         )
     base = rows[0]["images/s"]
     for r in rows:
         r["speed-up"] = round(r["images/s"] / base, 2)
-    print_table(rows, ["engine", "images", "seconds", "images/s", "speed-up"])
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    print_table(rows, ["engine", "images", "seconds", "images/s", "speed-up", "cpu s/image"])
     if args.json:
         doc = {"size": size, "k": args.k, "plots": args.plots, "load_average": load, "rows": rows}
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")

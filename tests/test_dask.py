@@ -287,3 +287,12 @@ def test_shared_model_batch_on_dask_matches_local(folder, tmp_path, client):
             for d in ("dask", "local")
         )
         np.testing.assert_array_equal(la, lb)
+
+
+def test_local_cluster_workers_keep_the_adaptive_malloc(tmp_path):
+    pytest.importorskip("distributed", reason=DASK_REASON)
+    import os
+
+    with batch._Dask("local", 1) as engine:
+        env = engine.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(env.values()) == [None]
