@@ -669,138 +669,109 @@ def _snapshot(folder):
     return {n: (Path(folder) / n).read_bytes() for n in files_under(folder)}
 
 
+_SLOW = {"fault": "slow", "fault_arg": [1e6, 0.2, 0.3]}
+
+#: The fault table's scenarios: (name, what the output folder is, --overwrite, job fields).
+#: Folders: "new" (does not exist yet; nested for the first scenario), "file" (-o names a
+#: file), "dir" (an output's name is taken by a folder), "old" (holds an earlier run's
+#: outputs). A kill's ``temp_in`` is filled in with the folder.
+FAULT_SCENARIOS = [
+    ("output folder missing (nested)", "new", False, {}),
+    ("output folder is a file", "file", False, {}),
+    ("an output name is a directory", "dir", False, {}),
+    ("read-only folder (EACCES)", "new", False, {"fault": "eacces"}),
+    ("read-only file system (EROFS)", "new", False, {"fault": "erofs"}),
+    ("disk full at the first write", "new", False, {"fault": "enospc", "fault_arg": 0}),
+    ("disk full after 20 kB", "new", False, {"fault": "enospc", "fault_arg": 20_000}),
+    ("disk full at fsync", "new", False, {"fault": "enospc-fsync"}),
+    (
+        "file size limit 4 kB (EFBIG)",
+        "new",
+        False,
+        {"fault": "efbig", "fault_arg": 4096},
+    ),
+    ("existing outputs, no --overwrite", "old", False, {}),
+    ("disk full after 20 kB, --overwrite", "old", True, {"fault": "enospc", "fault_arg": 20_000}),
+    ("SIGKILL while writing, --overwrite", "old", True, {**_SLOW, "kill": {"signal": 9}}),
+    ("SIGTERM while writing, --overwrite", "old", True, {**_SLOW, "kill": {"signal": 15}}),
+    ("SIGINT (Ctrl-C) while writing, --overwrite", "old", True, {**_SLOW, "kill": {"signal": 2}}),
+]
+
+
 def fault_table(*, parallel=2):
-    """Run the fault scenarios on one photo; return markdown lines."""
-    src = ODD / "flower.jpg"
-    rows = []
+    """Run :data:`FAULT_SCENARIOS` and 10 SIGKILLs at moments spread over a whole run on
+    one photo; return markdown lines."""
+    base = ["image", str(ODD / "flower.jpg"), "-k", "3", "--max-iter", "20", "-q"]
     with tempfile.TemporaryDirectory(prefix="segment-faults-") as tmp:
         tmp = Path(tmp)
-        base = ["image", str(src), "-k", "3", "--max-iter", "20", "-q"]
-        old, new = tmp / "old", tmp / "new"
-        # Reference outputs: 'new' is what every run below would write; 'old' (k=2) is what
-        # is already in the folder when --overwrite runs are interrupted.
+        # 'new' is what every run below writes; 'old' (k=2) is in the folder beforehand.
         ref = run_jobs(
             [
-                {"id": "new", "argv": [*base, "-o", str(new)]},
-                {"id": "old", "argv": [*base, "-k", "2", "-o", str(old)]},
+                {"id": "new", "argv": [*base, "-o", str(tmp / "new")]},
+                {"id": "old", "argv": [*base, "-k", "2", "-o", str(tmp / "old")]},
             ],
             parallel=parallel,
         )
-        assert all(r["code"] == 0 for r in ref), ref
-        old_bytes, new_bytes = _snapshot(old), _snapshot(new)
-
-        def folder_with_old(name):
-            d = tmp / name
-            d.mkdir()
-            for n, data in old_bytes.items():
-                (d / n).write_bytes(data)
-            return d
-
-        scenarios = []  # (name, job, folder, had old outputs)
-        a_file = tmp / "a_file"
-        a_file.write_text("x")
-        scenarios.append(("output folder missing (nested)", {}, tmp / "x" / "y" / "z", False))
-        scenarios.append(("output folder is a file", {}, a_file, False))
-        d = tmp / "dir_output"
-        (d / "flower.labels.png").mkdir(parents=True)
-        scenarios.append(("an output name is a directory", {}, d, False))
-        scenarios.append(("read-only folder (EACCES)", {"fault": "eacces"}, tmp / "ro", False))
-        scenarios.append(("read-only file system (EROFS)", {"fault": "erofs"}, tmp / "rofs", False))
-        scenarios.append(
-            (
-                "disk full at the first write",
-                {"fault": "enospc", "fault_arg": 0},
-                tmp / "full0",
-                False,
-            )
-        )
-        scenarios.append(
-            (
-                "disk full after 20 kB",
-                {"fault": "enospc", "fault_arg": 20_000},
-                tmp / "full20k",
-                False,
-            )
-        )
-        scenarios.append(("disk full at fsync", {"fault": "enospc-fsync"}, tmp / "fullsync", False))
-        scenarios.append(
-            (
-                "file size limit 4 kB (ulimit -f, EFBIG)",
-                {"fault": "efbig", "fault_arg": 4096},
-                tmp / "fsize",
-                False,
-            )
-        )
-        scenarios.append(("existing outputs, no --overwrite", {}, folder_with_old("exists"), True))
-        scenarios.append(
-            (
-                "disk full after 20 kB, --overwrite over old outputs",
-                {"fault": "enospc", "fault_arg": 20_000, "overwrite": True},
-                folder_with_old("full_over"),
-                True,
-            )
-        )
-        for sig, label in (
-            (signal.SIGKILL, "SIGKILL"),
-            (signal.SIGTERM, "SIGTERM"),
-            (signal.SIGINT, "SIGINT (Ctrl-C)"),
-        ):
-            d = folder_with_old(f"kill{int(sig)}")
-            scenarios.append(
-                (
-                    f"{label} in the middle of a write, --overwrite",
-                    {
-                        "fault": "slow",
-                        "fault_arg": [1e6, 0.1, 0.1],
-                        "overwrite": True,
-                        "kill": {"signal": int(sig), "temp_in": str(d), "delay": 0.05},
-                    },
-                    d,
-                    True,
-                )
-            )
-        jobs = []
-        for name, extra, folder, _ in scenarios:
-            job = {"id": name, "argv": [*base, "-o", str(folder)]}
-            if extra.get("overwrite"):
+        assert all(r["code"] == 0 for r in ref), [r["stderr"] for r in ref]
+        old, new = _snapshot(tmp / "old"), _snapshot(tmp / "new")
+        jobs, folders = [], []
+        for i, (name, kind, overwrite, fields) in enumerate(FAULT_SCENARIOS):
+            folder = tmp / f"s{i}"
+            if kind == "new" and i == 0:
+                folder = folder / "nested" / "deeper"
+            elif kind == "file":
+                folder.write_text("a file")
+            elif kind == "dir":
+                (folder / "flower.labels.png").mkdir(parents=True)
+            elif kind == "old":
+                _fill(folder, old)
+            job = {"id": name, "argv": [*base, "-o", str(folder)], **fields}
+            if overwrite:
                 job["argv"].append("--overwrite")
-            job.update({k: v for k, v in extra.items() if k != "overwrite"})
+            if "kill" in job:
+                job["kill"] = {**job["kill"], "temp_in": str(folder), "delay": 0.03}
             jobs.append(job)
-        # Random kill times over a whole --overwrite run.
-        rng_times = [0.05 + 0.9 * i / 9 for i in range(10)]
-        t_full = max(r["wall"] for r in ref)
-        for i, frac in enumerate(rng_times):
-            d = folder_with_old(f"random{i}")
+            folders.append((folder, kind == "old"))
+        for i in range(10):
+            folder = _fill(tmp / f"random{i}", old)
+            moment = (0.05 + 0.1 * i) * ref[0]["wall"]
             jobs.append(
                 {
-                    "id": f"random-kill-{i}",
-                    "argv": [*base, "-o", str(d), "--overwrite"],
-                    "kill": {"signal": int(signal.SIGKILL), "after": frac * t_full},
+                    "id": f"random{i}",
+                    "argv": [*base, "-o", str(folder), "--overwrite"],
+                    "kill": {"signal": int(signal.SIGKILL), "after": moment},
                 }
             )
-            scenarios.append((f"SIGKILL at {frac:.0%} of a run", {}, d, True))
+            folders.append((folder, True))
         results = run_jobs(jobs, parallel=parallel)
-        for (name, _, folder, had_old), result in zip(scenarios, results, strict=True):
-            rows.append(_fault_row(name, result, folder, had_old, old_bytes, new_bytes))
-    # Merge the random kills into one row.
-    randoms = [r for r in rows if r[0].startswith("SIGKILL at ")]
-    rows = [r for r in rows if not r[0].startswith("SIGKILL at ")]
-    ok = all(r[3] == "yes" for r in randoms)
+        rows = [
+            _fault_row(job["id"], r, folder, had_old, old, new)
+            for job, r, (folder, had_old) in zip(jobs, results, folders, strict=True)
+        ]
+    randoms = rows[len(FAULT_SCENARIOS) :]
+    rows = rows[: len(FAULT_SCENARIOS)]
     rows.append(
         (
-            "SIGKILL at 10 times spread over a --overwrite run",
+            "SIGKILL at 10 moments from 5% to 95% of a --overwrite run",
             ", ".join(sorted({r[1] for r in randoms})),
             "-",
-            "yes" if ok else "NO",
-            "; ".join(sorted({r[4] for r in randoms})),
+            "yes" if all(r[3] == "yes" for r in randoms) else "NO",
+            "; ".join(dict.fromkeys(r[4] for r in randoms)),
         )
     )
     lines = [
-        "| fault | exit | message | every final file complete (old or new), no partial | files |",
+        "| fault | exit | message (one line) | every final file whole (old or new) | files |",
         "| --- | --- | --- | --- | --- |",
     ]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     return lines
+
+
+def _fill(folder, files):
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
 
 
 def _fault_row(name, result, folder, had_old, old_bytes, new_bytes):

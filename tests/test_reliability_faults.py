@@ -318,9 +318,10 @@ def test_existing_outputs_are_kept_without_overwrite(ref, tmp_path):
 # Killed while writing
 # =============================================================================================
 
-#: 1 MB/s but at least 0.1 s per write() call, and 0.1 s per fsync: every output takes a
-#: while, the plots (many calls) a few tenths of a second more.
-SLOW = {"fault": "slow", "fault_arg": [1e6, 0.1, 0.1]}
+#: 1 MB/s but at least 0.2 s per write() call, and 0.3 s per fsync: every output takes half
+#: a second or more, so a kill sent 0.03 s after its temporary file appears lands during it,
+#: even on a loaded machine.
+SLOW = {"fault": "slow", "fault_arg": [1e6, 0.2, 0.3]}
 
 
 SIGNALS = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
