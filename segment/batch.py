@@ -733,13 +733,13 @@ class _Dask:
                 # fresh pages (15x the page faults, 3x the system time of the local pool).
                 # A None unsets it (read when the nannies are made).
                 unset_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-                with dask.config.set(unset_trim):
+                with dask.config.set(unset_trim), _environ_restored():
                     self._cluster = distributed.LocalCluster(
                         n_workers=self.workers,
                         threads_per_worker=1,
                         processes=True,
                         host="127.0.0.1",
-                        dashboard_address=None,
+                        dashboard_address=":0",  # any free port: two clusters must not clash
                         silence_logs=logging.ERROR,
                     )
                 self.client = distributed.Client(self._cluster, set_as_default=False)
@@ -795,6 +795,21 @@ class _Dask:
         with contextlib.suppress(Exception):
             self.client.cancel([f for _, f in self._inflight.values()])
         self._inflight.clear()
+
+
+@contextlib.contextmanager
+def _environ_restored():
+    """Undo what a block does to ``os.environ``: in-process Dask nannies write their
+    workers' variables into their own process before spawning them."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        for name, value in saved.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
 
 
 def _engine(workers, scheduler, n_jobs):

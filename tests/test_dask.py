@@ -8,6 +8,7 @@ everything the tasks need really goes through serialisation.
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import warnings
@@ -33,14 +34,19 @@ RED, GREEN, BLUE = (200, 40, 40), (40, 160, 60), (50, 60, 210)
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed", reason=DASK_REASON)
+    environ = dict(os.environ)
     cluster = distributed.LocalCluster(
         n_workers=1,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
+    # The nanny wrote its workers' variables (MALLOC_TRIM_THRESHOLD_, ...) into this
+    # process's environment: later tests must not inherit them.
+    os.environ.clear()
+    os.environ.update(environ)
     client = distributed.Client(cluster, set_as_default=False)
     yield client
     client.close()
@@ -291,8 +297,8 @@ def test_shared_model_batch_on_dask_matches_local(folder, tmp_path, client):
 
 def test_local_cluster_workers_keep_the_adaptive_malloc(tmp_path):
     pytest.importorskip("distributed", reason=DASK_REASON)
-    import os
-
+    before = dict(os.environ)
     with batch._Dask("local", 1) as engine:
         env = engine.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert dict(os.environ) == before  # and ours is left as it was
     assert list(env.values()) == [None]
