@@ -623,10 +623,19 @@ class _Quantizer:
         return out
 
     def indices(self, cand):
+        """(H, W) palette indices of a candidate (recomputed if they were let go)."""
         if cand.indices is not None:
             return cand.indices
-        dtype = np.uint8 if len(cand.fit.palette) <= 256 else np.uint16
-        return self.data.scatter(cand.row_indices.astype(dtype), fill=0)
+        d = self.data
+        if d.deduplicated and not self.dither:
+            rows = cand.row_indices
+            if rows is None:
+                rows = nearest_palette(d.rgb, cand.fit.palette)
+            dtype = np.uint8 if len(cand.fit.palette) <= 256 else np.uint16
+            return d.scatter(rows.astype(dtype), fill=0)
+        if self.dither:
+            return dither_indices(self.pixels, cand.fit.palette, self.data.visible)
+        return self._nearest_image(cand.fit.palette)
 
 
 def _meets(figures, quality, max_delta_e):
@@ -799,7 +808,20 @@ def quantize_file(
     )
     search = target = None
     if targeted:
-        best, tried = search_k(q.evaluate, k, lambda c: _meets(c.figures, quality, max_delta_e))
+
+        def meets(c):
+            return _meets(c.figures, quality, max_delta_e)
+
+        def evaluate(kk):
+            # Keep the mapping only of the last k tried if it meets the target (the smallest
+            # so far that does); others are recomputed if chosen after all.
+            c = q.evaluate(kk)
+            drop = [o for o in q.tried.values() if o is not c] if meets(c) else [c]
+            for o in drop:
+                o.indices = o.row_indices = None
+            return c
+
+        best, tried = search_k(evaluate, k, meets)
         search = [{"k": kk, **c.figures, "reached": ok} for kk, c, ok in tried]
         target = {"psnr_db": quality, "delta_e": max_delta_e, "reached": best is not None}
         chosen = q.tried[k if best is None else best]
@@ -809,7 +831,7 @@ def quantize_file(
         chosen = q.evaluate(k)
     palette = chosen.fit.palette
     indices = q.indices(chosen)
-    del q
+    q.tried.clear()
     size = write_palette_png(out_path, indices, palette, data.visible, overwrite=overwrite)
     figures = image_figures(image.pixels, PaletteImage(indices, palette), data.visible)
     used = np.unique(indices if data.visible is None else indices[data.visible])

@@ -334,12 +334,26 @@ def test_quality_and_delta_e_targets_are_reached_by_the_smallest_k_tried(tmp_pat
         assert by_k[s["k"]]["psnr_db"] == pytest.approx(s["psnr_db"])
 
 
-def test_unreachable_target_is_reported(tmp_path):
+@pytest.mark.parametrize("dither", [False, True])
+def test_unreachable_target_is_reported(tmp_path, dither):
     src = blocks(tmp_path / "n.png", [(200, 40, 40), (40, 160, 60)], noise=30, size=10)
-    s = quantize_file(src, tmp_path / "u.png", quality=80, k=8)
+    s = quantize_file(src, tmp_path / "u.png", quality=80, k=8, dither=dither)
     assert s["target"]["reached"] is False and s["k"] == 8
     assert [t["k"] for t in s["search"]] == [1, 2, 4, 8]
     assert any("target not reached" in n for n in s["notes"])
+    # The largest palette is written, with the figures the search measured for it.
+    assert s["psnr_db"] == pytest.approx(s["search"][-1]["psnr_db"])
+    assert s["psnr_db"] == pytest.approx(psnr_of(rgb_of(src), rgb_of(tmp_path / "u.png")))
+
+
+def test_dithered_search_writes_the_result_it_measured(tmp_path):
+    src = tmp_path / "g.png"
+    gradient(src)
+    s = quantize_file(src, tmp_path / "d.png", max_delta_e=3.0, dither=True)
+    assert s["target"]["reached"] and s["delta_e"] <= 3.0
+    by_k = {t["k"]: t for t in s["search"]}
+    assert by_k[s["k"]]["psnr_db"] == pytest.approx(s["psnr_db"])
+    assert s["psnr_db"] == pytest.approx(psnr_of(rgb_of(src), rgb_of(tmp_path / "d.png")))
 
 
 # -- files -----------------------------------------------------------------------------------
