@@ -711,7 +711,8 @@ def _check_target(name, value, minimum, strict):
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SegmentError(f"{name} must be a finite number; got {value!r}.")
     if value < minimum or (strict and value == minimum):
-        raise SegmentError(f"{name} must be {'>' if strict else '>='} {minimum}; got {value}.")
+        op = ">" if strict else ">="
+        raise SegmentError(f"{name} must be {op} {minimum:g}; got {value:g}.")
     return float(value)
 
 
