@@ -85,14 +85,31 @@ def rand_index(a, b):
     return (pairs + 2 * same_both - same_a - same_b) / pairs
 
 
-def ours(img, **opts):
+def ours(img, merge=None, **opts):
     im = Image(pixels=img, alpha=None, path=Path("scene"), format="PNG", mode="RGB", frame=0,
                n_frames=1)
+    if merge is not None:
+        return _merged(im, merge, **opts)
     options = FitOptions(**opts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seg = fit_data(pixel_data(im, space=options.space, xy=options.xy), options)
     return seg.label_image()
+
+
+def _merged(im, threshold, min_region=0, **opts):
+    from skimage.color import rgb2lab
+
+    from segment import spatial
+
+    options = FitOptions(min_region=0, **opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seg = fit_data(pixel_data(im, **options.data_kwargs()), options)
+    labels = seg.label_image().copy()
+    lab = rgb2lab(seg.quantized_palette[None].astype(np.float64) / 255)[0]
+    spatial.merge_similar_neighbours(labels, lab, threshold, n_labels=seg.k)
+    return spatial.merge_small_regions(labels, min_region, n_labels=seg.k)
 
 
 def kmeans(img, k=8):

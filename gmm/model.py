@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from . import covariance as cov
+from ._blas import single_threaded
 from ._checks import (
     COVARIANCE_TYPES,
     INIT_METHODS,
@@ -230,6 +231,7 @@ class GaussianMixture:
 
     # -- fitting ---------------------------------------------------------------------
 
+    @single_threaded
     def fit(self, X, sample_weight=None):
         """Fit the mixture by EM.
 
@@ -349,22 +351,26 @@ class GaussianMixture:
             parts.append(fn(kernel, part, np.empty((x.shape[0], *shape_tail), dtype=dtype)))
         return np.concatenate(parts) if parts else np.empty((0, *shape_tail), dtype=dtype)
 
+    @single_threaded
     def predict(self, X):
         """Index of the most likely component of every row, shape (N,)."""
         source = self._source(X)
         return self._rows_out(source, predict_rows, self.kernel(), (), np.intp)
 
+    @single_threaded
     def predict_proba(self, X):
         """Responsibilities, shape (N, K), in the model's dtype."""
         source = self._source(X)
         kernel = self.kernel()
         return self._rows_out(source, proba_rows, kernel, (self.n_components,), kernel.dtype)
 
+    @single_threaded
     def score_samples(self, X):
         """log p(x) of every row, shape (N,)."""
         source = self._source(X)
         return self._rows_out(source, score_rows, self.kernel(), (), np.float64)
 
+    @single_threaded
     def _loglik(self, X, sample_weight):
         source = self._source(X, sample_weight)
         loglik, weight, entropy = loglik_and_entropy(self.kernel(), source)
@@ -397,6 +403,7 @@ class GaussianMixture:
         loglik, weight, entropy = self._loglik(X, sample_weight)
         return -2.0 * loglik + self.n_parameters() * np.log(weight) + 2.0 * entropy
 
+    @single_threaded
     def sample(self, n_samples=1, random_state=None):
         """Draw ``n_samples`` rows from the fitted mixture.
 

@@ -110,7 +110,7 @@ def write_image_png(path, pixels, visible=None, *, overwrite=False):
     """An (H, W) grey or (H, W, 3) RGB uint8 image; invisible pixels fully transparent."""
     if visible is not None:
         alpha = np.where(visible, 255, 0).astype(np.uint8)
-        pixels = np.dstack([pixels, alpha]) if pixels.ndim == 3 else np.dstack([pixels, alpha])
+        pixels = np.dstack([pixels, alpha])
     return write_bytes(path, png_bytes(PILImage.fromarray(pixels)), overwrite=overwrite)
 
 

@@ -195,3 +195,62 @@ def labels_psnr(data, labels, palette):
         n += err.size
     mse = sq / max(n, 1)
     return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+
+
+def merge_similar_neighbours(labels, colours, threshold, *, n_labels, visible=None):
+    """Give components whose colours are close (< ``threshold``) and whose pixels touch one
+    label, in place: the label of the group's most frequent component.
+
+    With position features a large surface of one colour (a table, the sky) is covered by
+    several components side by side, each explaining a part of it; a person sees one
+    region. Adjacent components of near-identical colour are merged, closest pairs first,
+    a pair only while the colours of the two groups stay within ``threshold`` of each
+    other (complete linkage), so that a slow gradient does not chain everything.
+
+    Parameters
+    ----------
+    labels : ndarray (H, W) of ints
+    colours : ndarray (K, 3)
+        Colour of each component in a perceptual space (CIELAB: ΔE units).
+    threshold : float
+    visible : ndarray (H, W) bool or None
+
+    Returns
+    -------
+    labels, mapping : the relabelled array and the (K,) map old label -> new label
+    """
+    K = n_labels
+    valid = labels < K
+    if visible is not None:
+        valid &= visible
+    counts = np.bincount(labels[valid].ravel(), minlength=K)[:K]
+    touch = np.zeros((K, K), dtype=np.int64)
+    for a, b in ((labels[1:], labels[:-1]), (labels[:, 1:], labels[:, :-1])):
+        sel = (a != b) & (a < K) & (b < K)
+        if visible is not None:
+            sel &= (visible[1:] & visible[:-1]) if a.shape[0] != labels.shape[0] else (
+                visible[:, 1:] & visible[:, :-1]
+            )
+        np.add.at(touch, (a[sel].astype(np.intp), b[sel].astype(np.intp)), 1)
+    touch = touch + touch.T
+    dist = np.sqrt(((colours[:, None, :] - colours[None, :, :]) ** 2).sum(axis=2))
+    group = np.arange(K)
+    members = {k: [k] for k in range(K)}
+    pairs = [(dist[i, j], i, j) for i in range(K) for j in range(i + 1, K)
+             if touch[i, j] > 0 and dist[i, j] < threshold]
+    for _, i, j in sorted(pairs):
+        gi, gj = group[i], group[j]
+        if gi == gj:
+            continue
+        if max(dist[p, q] for p in members[gi] for q in members[gj]) >= threshold:
+            continue
+        members[gi] += members.pop(gj)
+        group[members[gi]] = gi
+    mapping = np.arange(K)
+    for m in members.values():
+        rep = max(m, key=lambda c: counts[c])
+        mapping[m] = rep
+    lut = np.arange(max(K, int(labels.max()) + 1), dtype=labels.dtype)
+    lut[:K] = mapping
+    labels[...] = lut[labels]
+    return labels, mapping
