@@ -154,6 +154,15 @@ MIN_REGION = Annotated[
         show_default=False,
     ),
 ]
+MERGE = Annotated[
+    float,
+    typer.Option(
+        "--merge",
+        min=0.0,
+        help="Merge neighbouring segments whose colours differ by less than this CIELAB ΔE "
+        "(e.g. 8), for surfaces that position features split; 0 = off.",
+    ),
+]
 SAMPLE = Annotated[
     int | None,
     typer.Option(
@@ -338,6 +347,7 @@ def image_cmd(
     prior: PRIOR = False,
     smooth: SMOOTH = None,
     min_region: MIN_REGION = None,
+    merge: MERGE = 0.0,
     sample: SAMPLE = None,
     memory_mib: MEMORY = 64.0,
     plots: PLOTS = True,
@@ -374,6 +384,7 @@ def image_cmd(
         smooth=smooth,
         min_region=min_region,
         sample=sample,
+        merge=merge,
     )
     with _errors_to_exit():
         options.validate()

@@ -34,6 +34,7 @@ class FitOptions:
     min_region: int | None = None
     sample: int | None = None
     polish: int = 2
+    merge: float = 0.0
 
     def validate(self):
         _check(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from skimage.color import rgb2lab
 
 import gmm
 
@@ -84,6 +85,11 @@ class Segmentation:
             else:
                 labels = spatial.pixel_labels(
                     self.model, self.data, budget_mib=budget, out_dtype=dtype, fill=fill
+                )
+            if self.options.merge > 0 and self.k > 1:
+                colours = rgb2lab(self.quantized_palette[None].astype(np.float64) / 255.0)[0]
+                spatial.merge_similar_neighbours(
+                    labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
                 )
             if self.min_region > 1 and self.k > 1:
                 spatial.merge_small_regions(
