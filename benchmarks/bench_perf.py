@@ -1,0 +1,249 @@
+"""Performance suite (issue 5): one command, a table, a JSON.
+
+For real photos of 0.25, 2, 12 and 24 MP (built from the sample photos by ``photos.py``:
+resized to a common height, laid side by side, tiled with mirroring, Lanczos-resized to the
+size) it measures, each in a fresh process so that peak memory is its own:
+
+- ``exp+pass``: one float32 ``exp`` over N×8 values plus one copy of the pixels (the
+  machine's limit for an EM iteration, measured in the same process as ours);
+- ``ours_it``: our EM iteration over all N pixels (K=8, full, float32, no deduplication);
+- ``sk_it``: scikit-learn's GaussianMixture iteration from the same start (float32 input);
+- ``ours_fit``: our fit to convergence (tol 1e-3, kmeans init) over all pixels;
+- ``km_it``: scikit-learn's KMeans (Lloyd) iteration from the same centres;
+- ``pil_q``: Pillow's ``quantize(8)`` (median cut) of the image;
+- ``e2e``: ``segment image`` end to end on the JPEG (defaults: all outputs and plots);
+  ``e2e_rgb``: the same with ``--xy 0`` (fit on distinct colours); peak RSS of each.
+
+scikit-learn is run to at most 3 iterations (its time per iteration does not depend on
+convergence); its fit+predict to convergence is estimated as (our iterations + 1) × its
+iteration time + one E-step, stated as such in the table.
+
+Usage: python benchmarks/bench_perf.py [--sizes 0.25 2 12 24] [--skip-sklearn] [--json F]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from _measure import print_table, rss_mb, run_isolated  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+K = 8
+
+
+def _files(mp):
+    from photos import photo
+
+    DATA.mkdir(exist_ok=True)
+    jpg, npy = DATA / f"photo_{mp:g}mp.jpg", DATA / f"pixels_{mp:g}mp.npy"
+    if not jpg.exists() or not npy.exists():
+        from PIL import Image
+
+        img = photo(mp)
+        Image.fromarray(img).save(jpg, quality=92)
+        np.save(npy, img.reshape(-1, 3).astype(np.float32) / 255)
+    return jpg, npy
+
+
+def _start(X, seed=0):
+    import gmm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = gmm.GaussianMixture(
+            K, init="k-means++", max_iter=1, tol=0, random_state=seed, dtype=np.float64
+        ).fit(X[:: max(1, len(X) // 200_000)])
+    return m.weights_, m.means_, m.precisions_
+
+
+def machine_limit(mp):
+    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
+    a = np.random.default_rng(0).standard_normal((len(X), K)).astype(np.float32)
+    out = np.empty_like(a)
+    Y = np.empty_like(X)
+    best = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.exp(a, out=out)
+        np.copyto(Y, X)
+        best = min(best, time.perf_counter() - t0)
+    return {"limit_s": best}
+
+
+def ours_iteration(mp, iters=5):
+    import gmm
+
+    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
+    base = rss_mb()
+    w0, m0, p0 = _start(X)
+    stamps = []
+    model = gmm.GaussianMixture(
+        K,
+        weights_init=w0,
+        means_init=m0,
+        precisions_init=p0,
+        max_iter=iters,
+        tol=0,
+        callback=lambda i, v: stamps.append(time.perf_counter()),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    return {"it_s": (stamps[-1] - stamps[0]) / (len(stamps) - 1), "base_mb": base}
+
+
+def ours_fit(mp):
+    import gmm
+
+    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = gmm.GaussianMixture(K, random_state=0).fit(X)
+        m.predict(X)
+    return {"fit_predict_s": time.perf_counter() - t0, "n_iter": int(m.n_iter_)}
+
+
+def sklearn_iteration(mp, iters=3):
+    from sklearn.mixture import GaussianMixture
+
+    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
+    w0, m0, p0 = _start(X)
+    m = GaussianMixture(
+        K,
+        weights_init=w0,
+        means_init=m0,
+        precisions_init=p0,
+        max_iter=iters,
+        tol=0,
+        init_params="random_from_data",
+        random_state=0,
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.fit(X)
+    total = time.perf_counter() - t0
+    return {"it_s": total / (iters + 1)}  # its fit ends with one more E-step
+
+
+def kmeans_iteration(mp, iters=5):
+    from sklearn.cluster import KMeans
+
+    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
+    _, m0, _ = _start(X)
+    km = KMeans(K, init=m0, n_init=1, max_iter=iters, tol=0, algorithm="lloyd")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        km.fit(X)
+    return {"it_s": (time.perf_counter() - t0) / max(km.n_iter_, 1)}
+
+
+def pillow_quantize(mp):
+    from PIL import Image
+
+    im = Image.open(DATA / f"photo_{mp:g}mp.jpg").convert("RGB")
+    t0 = time.perf_counter()
+    im.quantize(K, method=Image.Quantize.MEDIANCUT)
+    return {"s": time.perf_counter() - t0}
+
+
+def end_to_end(mp, *extra):
+    jpg = DATA / f"photo_{mp:g}mp.jpg"
+    out = DATA / f"out_{mp:g}"
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        "-m",
+        "segment",
+        "image",
+        str(jpg),
+        "-o",
+        str(out),
+        "--overwrite",
+        "-q",
+        *extra,
+    ]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    rss = [ln for ln in r.stderr.splitlines() if "Maximum resident" in ln]
+    peak = int(rss[0].split(":")[1]) / 1024 if rss else float("nan")
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return {"s": wall, "peak_mb": peak}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=float, nargs="+", default=[0.25, 2, 12, 24])
+    ap.add_argument("--skip-sklearn", action="store_true")
+    ap.add_argument("--json", default=str(HERE / "results" / "bench_perf.json"))
+    args = ap.parse_args()
+    rows = []
+    for mp in args.sizes:
+        _files(mp)
+        row = {"MP": mp}
+        lim = run_isolated("bench_perf", "machine_limit", mp)
+        it = run_isolated("bench_perf", "ours_iteration", mp)
+        fit = run_isolated("bench_perf", "ours_fit", mp)
+        row.update(
+            {
+                "N": int(mp * 1e6),
+                "exp+pass": lim["limit_s"],
+                "ours_it": it["it_s"],
+                "it/limit": it["it_s"] / lim["limit_s"],
+                "ours_it_MB": it["peak_rss_mb"] - it["base_mb"],
+                "ours_fit+pred": fit["fit_predict_s"],
+                "iters": fit["n_iter"],
+            }
+        )
+        if not args.skip_sklearn:
+            sk = run_isolated("bench_perf", "sklearn_iteration", mp)
+            km = run_isolated("bench_perf", "kmeans_iteration", mp)
+            sk_total = (fit["n_iter"] + 2) * sk["it_s"]
+            row.update(
+                {
+                    "sk_it": sk["it_s"],
+                    "sk/ours_it": sk["it_s"] / it["it_s"],
+                    "sk_MB": sk["peak_rss_mb"] - it["base_mb"],
+                    "km_it": km["it_s"],
+                    "sk_fit+pred(est)": sk_total,
+                }
+            )
+        row["pil_q"] = run_isolated("bench_perf", "pillow_quantize", mp)["s"]
+        e2e = end_to_end(mp)
+        rgb = end_to_end(mp, "--xy", "0")
+        row.update(
+            {
+                "e2e": e2e["s"],
+                "e2e_MB": e2e["peak_mb"],
+                "e2e_rgb": rgb["s"],
+                "e2e_rgb_MB": rgb["peak_mb"],
+            }
+        )
+        if "sk_fit+pred(est)" in row:
+            row["sk_est/e2e"] = row["sk_fit+pred(est)"] / e2e["s"]
+        rows.append(row)
+        print_table([row], list(row))
+        print(flush=True)
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    print_table(rows, cols)
+    Path(args.json).parent.mkdir(exist_ok=True)
+    Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
