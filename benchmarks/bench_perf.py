@@ -32,9 +32,8 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
-from _measure import print_table, rss_mb, run_isolated  # noqa: E402
+import numpy as np
+from _measure import print_table, rss_mb, run_isolated
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"

@@ -26,10 +26,10 @@ from skimage.metrics import variation_of_information
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from segment.features import pixel_data  # noqa: E402
-from segment.io import Image  # noqa: E402
-from segment.options import FitOptions  # noqa: E402
-from segment.pipeline import fit_data  # noqa: E402
+from segment.features import pixel_data
+from segment.io import Image
+from segment.options import FitOptions
+from segment.pipeline import fit_data
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 
@@ -86,8 +86,9 @@ def rand_index(a, b):
 
 
 def ours(img, merge=None, **opts):
-    im = Image(pixels=img, alpha=None, path=Path("scene"), format="PNG", mode="RGB", frame=0,
-               n_frames=1)
+    im = Image(
+        pixels=img, alpha=None, path=Path("scene"), format="PNG", mode="RGB", frame=0, n_frames=1
+    )
     if merge is not None:
         return _merged(im, merge, **opts)
     options = FitOptions(**opts)
@@ -153,10 +154,13 @@ def main():
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     photos = _photos()
-    methods = {name: (lambda img, o=CONFIGS[name]: ours(img, **o)) for name in args.configs.split(",")}
+    methods = {
+        name: (lambda img, o=CONFIGS[name]: ours(img, **o)) for name in args.configs.split(",")
+    }
     if args.baselines:
-        methods.update({"kmeans rgb k8 (pixelwise)": kmeans, "felzenszwalb": felzenszwalb,
-                        "slic 30": slic})
+        methods.update(
+            {"kmeans rgb k8 (pixelwise)": kmeans, "felzenszwalb": felzenszwalb, "slic 30": slic}
+        )
     rows = []
     for name, fn in methods.items():
         vis, ris, ns, secs = [], [], [], []
@@ -169,11 +173,21 @@ def main():
             vis.append(sum(variation_of_information(truth, reg)))
             ris.append(rand_index(truth, reg))
             ns.append(n)
-        rows.append({"method": name, "VI": float(np.mean(vis)), "RI": float(np.mean(ris)),
-                     "regions": float(np.median(ns)), "seconds": float(np.mean(secs))})
+        rows.append(
+            {
+                "method": name,
+                "VI": float(np.mean(vis)),
+                "RI": float(np.mean(ris)),
+                "regions": float(np.median(ns)),
+                "seconds": float(np.mean(secs)),
+            }
+        )
         r = rows[-1]
-        print(f"{name:28s} VI={r['VI']:.3f}  RI={r['RI']:.3f}  regions(median)={r['regions']:.0f}"
-              f"  {r['seconds']:.2f} s", flush=True)
+        print(
+            f"{name:28s} VI={r['VI']:.3f}  RI={r['RI']:.3f}  regions(median)={r['regions']:.0f}"
+            f"  {r['seconds']:.2f} s",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
