@@ -45,6 +45,7 @@ class Covariance(StrEnum):
     diag = "diag"
     tied_diag = "tied_diag"
     spherical = "spherical"
+    auto = "auto"
 
 
 class Space(StrEnum):
@@ -74,7 +75,47 @@ OUT_DIR = Annotated[
     ),
 ]
 COV = Annotated[
-    Covariance, typer.Option("-c", "--covariance", help="Covariance structure of each component.")
+    Covariance,
+    typer.Option(
+        "-c",
+        "--covariance",
+        help="Covariance structure of each component; auto = the one of lowest BIC.",
+    ),
+]
+
+
+def parse_k(value):
+    """``-k``: a number, ``LOW:HIGH`` or ``auto`` (2:16) → (k, (low, high) or None)."""
+    text = str(value).strip().lower()
+    try:
+        if text == "auto":
+            return 16, (2, 16)
+        if ":" in text:
+            low, high = (int(v) for v in text.split(":"))
+            if not 1 <= low <= high <= 256:
+                raise ValueError
+            return high, (low, high)
+        k = int(text)
+        if not 1 <= k <= 65535:
+            raise ValueError
+        return k, None
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a number of components from 1 to 65535, a range LOW:HIGH "
+            "(1 <= LOW <= HIGH <= 256) or 'auto'.",
+            param_hint="'-k'",
+        ) from None
+
+
+K_SPEC = Annotated[
+    str,
+    typer.Option(
+        "-k",
+        "--k",
+        help="Number of mixture components (segments / colours), or LOW:HIGH, or auto "
+        "(= 2:16): then k is chosen by BIC and NAME.bic.png shows the criterion. BIC on "
+        "millions of pixels favours the most components of the range.",
+    ),
 ]
 SPACE = Annotated[Space, typer.Option("--space", help="Colour space of the features.")]
 XY = Annotated[
@@ -334,7 +375,7 @@ def image_cmd(
     paths: Annotated[
         list[Path], typer.Argument(help="Image files to segment.", show_default=False)
     ],
-    k: K = 10,
+    k: K_SPEC = "10",
     out_dir: OUT_DIR = Path("segmented"),
     covariance: COV = Covariance.full,
     space: SPACE = Space.rgb,
@@ -369,8 +410,10 @@ def image_cmd(
     from .options import FitOptions
     from .pipeline import segment_file
 
+    k, k_range = parse_k(k)
     options = FitOptions(
         k=k,
+        k_range=k_range,
         covariance_type=covariance.value,
         space=space.value,
         xy=xy,

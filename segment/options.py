@@ -35,6 +35,7 @@ class FitOptions:
     sample: int | None = None
     polish: int = 2
     merge: float = 0.0
+    k_range: tuple | None = None
 
     def validate(self):
         _check(
@@ -42,7 +43,7 @@ class FitOptions:
             f"k must be a whole number from 1 to 65535; got {self.k}.",
         )
         _check(
-            self.covariance_type in COVARIANCE_TYPES,
+            self.covariance_type in (*COVARIANCE_TYPES, "auto"),
             f"unknown covariance type {self.covariance_type!r}; use one of "
             f"{', '.join(COVARIANCE_TYPES)}.",
         )
@@ -100,6 +101,11 @@ class FitOptions:
             f"polish must be a number of passes from 0 to 100; got {self.polish}.",
         )
         return self
+
+    @property
+    def selects(self):
+        """Whether k (and/or the covariance type) is chosen by BIC."""
+        return self.k_range is not None or self.covariance_type == "auto"
 
     def data_kwargs(self):
         """Arguments of :func:`segment.features.pixel_data` for these options: per-pixel

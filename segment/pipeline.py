@@ -16,6 +16,7 @@ import numpy as np
 from skimage.color import rgb2lab
 
 import gmm
+from gmm._checks import COVARIANCE_TYPES
 
 from . import __version__, spatial
 from .errors import SegmentError
@@ -51,6 +52,7 @@ class Segmentation:
     options: FitOptions
     notes: list = field(default_factory=list)
     _labels: np.ndarray | None = None
+    selection: object = None  # gmm.Selection when k was chosen by BIC
 
     @property
     def k(self):
@@ -148,15 +150,10 @@ def fit_image(image, options, on_iteration=None):
 
 
 def fit_data(data, options, on_iteration=None, *, where="image"):
-    """Fit a mixture to prepared :class:`PixelData` (see :func:`fit_image`)."""
+    """Fit a mixture to prepared :class:`PixelData` (see :func:`fit_image`); with a range
+    of k or ``covariance_type="auto"`` the mixture is chosen by BIC."""
     notes = []
-    k = options.k
-    if data.deduplicated and len(data.X) < k:
-        notes.append(f"only {len(data.X)} distinct colours: fitted k={len(data.X)} instead of {k}.")
-        k = len(data.X)
-    model = gmm.GaussianMixture(
-        k,
-        covariance_type=options.covariance_type,
+    gmm_options = dict(
         tol=options.tol,
         reg_covar=options.reg_covar,
         max_iter=options.max_iter,
@@ -164,14 +161,48 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
         init=options.init,
         prior="default" if options.prior else None,
         chunk_mib=options.chunk_mib,
-        random_state=options.seed,
-        callback=on_iteration,
     )
+    ks = range(options.k_range[0], options.k_range[1] + 1) if options.k_range else [options.k]
+    if data.deduplicated and len(data.X) < ks[-1]:
+        notes.append(f"only {len(data.X)} distinct colours: k is at most {len(data.X)}.")
+        ks = [k for k in ks if k <= len(data.X)] or [len(data.X)]
+    selection = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model.fit(data.X, sample_weight=data.weight)
+            if options.selects:
+                types = (
+                    COVARIANCE_TYPES
+                    if options.covariance_type == "auto"
+                    else (options.covariance_type,)
+                )
+                callback = None if on_iteration is None else (lambda k, t, i, v: on_iteration(i, v))
+                selection = gmm.select_model(
+                    data.X,
+                    data.weight,
+                    n_components=ks,
+                    covariance_types=types,
+                    criterion="bic",
+                    random_state=options.seed,
+                    callback=callback,
+                    **gmm_options,
+                )
+                model = selection.best
+                notes.append(
+                    f"BIC chose k={selection.chosen[0]}, {selection.chosen[1]} covariances "
+                    f"(k from {ks[0]} to {ks[-1]})."
+                )
+            else:
+                model = gmm.GaussianMixture(
+                    ks[0],
+                    covariance_type=options.covariance_type,
+                    random_state=options.seed,
+                    callback=on_iteration,
+                    **gmm_options,
+                )
+                model.fit(data.X, sample_weight=data.weight)
             if data.sampled and options.polish:
+                model.callback = on_iteration
                 _polish(model, data, options.polish)
         except ValueError as err:
             raise SegmentError(f"{where}: cannot fit the mixture: {err}") from None
@@ -182,7 +213,9 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
             + (f", then {options.polish} EM passes over all of them" if options.polish else "")
             + "; the figures are on all pixels."
         )
-    return _segmentation(_sort_components(model, options.space), data, notes, options)
+    seg = _segmentation(_sort_components(model, options.space), data, notes, options)
+    seg.selection = selection
+    return seg
 
 
 def _polish(model, data, passes):
@@ -218,13 +251,15 @@ def _segmentation(model, data, notes=(), options=None):
 # -- outputs ----------------------------------------------------------------------------
 
 
-def output_paths(out_dir, stem, *, plots=True, soft=False, masks=0):
+def output_paths(out_dir, stem, *, plots=True, soft=False, masks=0, selection=False):
     """Paths of the outputs of one input, keyed by kind; the model file comes last.
 
     ``masks`` is the number of components whose masks are written (NAME.mask00.png ...).
     """
     kinds = [k for k in OUTPUT_KINDS if plots or k not in PLOT_KINDS]
     kinds.remove("model")
+    if plots and selection:
+        kinds.append("bic")
     if soft:
         kinds += SOFT_KINDS
     kinds += [f"mask{k:02d}" for k in range(masks)]
@@ -268,6 +303,8 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
         _plot_loglik(seg, paths["loglik"], overwrite)
     if "density" in paths:
         _plot_density(seg, paths["density"], overwrite)
+    if "bic" in paths and seg.selection is not None:
+        _plot_bic(seg.selection, paths["bic"], overwrite)
     if write_model:
         write_json(
             paths["model"], model_document(seg, image, options, figures), overwrite=overwrite
@@ -307,6 +344,14 @@ def _plot_loglik(seg, path, overwrite):
         ylabel="mean log-likelihood per pixel"
         + (" (log-posterior)" if m.prior_ is not None else ""),
     )
+    save_figure(fig, path, overwrite=overwrite)
+
+
+def _plot_bic(selection, path, overwrite):
+    from .plots import plot_criterion, save_figure
+
+    ks, values = selection.values()
+    fig = plot_criterion(ks, values, chosen=selection.chosen, criterion="BIC")
     save_figure(fig, path, overwrite=overwrite)
 
 
@@ -380,6 +425,7 @@ def model_document(seg, image, options, figures):
         },
         "summary": {k: v for k, v in figures.items() if k not in ("seconds", "outputs", "input")},
         "history": [float(v) for v in m.history_],
+        "selection": None if seg.selection is None else seg.selection.to_dict(),
         "gmm": m.to_dict(),
     }
 
@@ -401,6 +447,7 @@ def figures_of(seg):
     loglik, bic = _loglik_and_bic(m, d)
     return {
         "k": int(seg.k),
+        "covariance_type": m.covariance_type,
         "iterations": int(m.n_iter_),
         "converged": bool(m.converged_),
         "log_likelihood": loglik,
@@ -513,8 +560,14 @@ def _each_frame(
         t0 = time.perf_counter()
         info = ImageInfo.of(image)
         frame_stem = stem if not all_frames or info.n_frames == 1 else f"{stem}.f{info.frame:03d}"
+        max_k = options.k_range[1] if options.k_range else options.k
         paths = output_paths(
-            out_dir, frame_stem, plots=plots, soft=soft, masks=options.k if masks else 0
+            out_dir,
+            frame_stem,
+            plots=plots,
+            soft=soft,
+            masks=max_k if masks else 0,
+            selection=options.selects,
         )
         for kind in skip:
             paths.pop(kind, None)
@@ -618,7 +671,7 @@ def apply_file(
         all_frames=all_frames,
         max_pixels=max_pixels,
         inputs=inputs,
-        skip=("loglik",),
+        skip=("loglik", "bic"),
         soft=soft,
         masks=masks,
     )

@@ -275,3 +275,26 @@ def test_real_process_entry_points(tmp_path):
     )
     assert r.returncode == 1
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_k_chosen_by_bic(tmp_path):
+    src = blocks_image(tmp_path / "b.png", noise=10)
+    out = tmp_path / "out"
+    r = run("image", src, "-k", "2:5", "-c", "auto", "-o", out, "--json", "--smooth", 0)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)[0]
+    assert s["k"] == 3  # three flat colours under noise
+    assert (out / "b.bic.png").exists()
+    doc = json.loads((out / "b.model.json").read_text())
+    table = doc["selection"]["table"]
+    assert {row["k"] for row in table} == {2, 3, 4, 5}
+    assert {row["covariance_type"] for row in table} == {
+        "full",
+        "tied",
+        "diag",
+        "tied_diag",
+        "spherical",
+    }
+    best = min(table, key=lambda row: row["bic"])
+    assert (best["k"], best["covariance_type"]) == (3, s["covariance_type"])
+    assert run("image", src, "-k", "3:x", "-o", out).exit_code == 2
