@@ -133,30 +133,40 @@ def slic(img):
 
 
 CONFIGS = {
-    "pixelwise rgb k8": dict(k=8, smooth=0.0, min_region=0),
-    "default": {},
+    "pixel-wise (k=8, rgb, no smoothing)": dict(k=8, smooth=0.0, min_region=0),
+    "colour only + smoothing (k=8)": dict(k=8),
+    "segment image defaults": dict(k=10, xy=1.0),
 }
-for _space in ("rgb", "lab"):
-    for _k in (4, 6, 8):
-        for _s in (1.0, 2.0, 4.0):
-            for _m in (100, 300, 800):
-                for _xy in (0.0, 1.0):
-                    CONFIGS[f"{_space} k{_k} s{_s:g} m{_m} xy{_xy:g}"] = dict(
-                        k=_k, space=_space, smooth=_s, min_region=_m, xy=_xy
-                    )
+# A grid of settings around them (--configs grid; the defaults were chosen from 138 of these).
+GRID = {
+    f"{space} k{k} s{s:g} m{m} xy{xy:g}": dict(
+        k=k, space=space, smooth=s, min_region=m, xy=xy * (100 if space == "lab" else 1)
+    )
+    for space in ("rgb", "lab")
+    for k in (4, 6, 8, 10, 12)
+    for s in (1.0, 2.0, 4.0)
+    for m in (100, 300, 800, 1500, 3000)
+    for xy in (0.0, 0.5, 1.0, 2.0)
+}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=12)
-    ap.add_argument("--configs", default="default")
+    ap.add_argument("--configs", default="all", help="all (the three named ones), grid, or names")
     ap.add_argument("--baselines", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     photos = _photos()
-    methods = {
-        name: (lambda img, o=CONFIGS[name]: ours(img, **o)) for name in args.configs.split(",")
-    }
+    configs = {**CONFIGS, **GRID}
+    names = (
+        list(GRID)
+        if args.configs == "grid"
+        else list(CONFIGS)
+        if args.configs == "all"
+        else (args.configs.split(","))
+    )
+    methods = {name: (lambda img, o=configs[name]: ours(img, **o)) for name in names}
     if args.baselines:
         methods.update(
             {"kmeans rgb k8 (pixelwise)": kmeans, "felzenszwalb": felzenszwalb, "slic 30": slic}
