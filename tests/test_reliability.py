@@ -294,9 +294,9 @@ def blocks_png(path, *, colours=((200, 40, 40), (40, 160, 60), (50, 60, 210)), n
 
 #: (arguments after `segment image IMAGE -o OUT`, exit status, pattern of the one line)
 BAD_PARAMETERS = [
-    (["-k", "0"], 2, r"'-k'.*greater than or equal to 1"),
+    (["-k", "0"], 2, r"'-k'"),
     (["-k", "-3"], 2, r"'-k'"),
-    (["-k", "70000"], 2, r"'-k'.*less than or equal to 65535"),
+    (["-k", "70000"], 2, r"'-k'"),
     (["-k", "many"], 2, r"'-k'"),
     (["--tol", "-1"], 2, r"'--tol'"),
     (["--tol", "nan"], 2, r"'--tol'"),
@@ -383,7 +383,7 @@ def test_k_above_the_distinct_colours_fits_what_is_possible(tmp_path):
     argv = ["image", str(src), "-k", "5", "--xy", "0", "-o", str(out), "--no-plots"]
     [r] = RT.run_jobs([{"id": "k5", "argv": argv}])
     assert r["code"] == 0, r["stderr"]
-    assert "only 2 distinct colours: fitted k=2 instead of 5" in r["stderr"]
+    assert re.search(r"note: only 2 distinct colours", r["stderr"]), r["stderr"]
     assert "k=2" in r["stdout"]
     doc = json.loads((out / "two.model.json").read_text())
     assert doc["summary"]["k"] == 2 and doc["gmm"]["n_components"] == 2
