@@ -45,6 +45,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import gmm
+from gmm._checks import COVARIANCE_TYPES
 
 from . import __version__, pipeline
 from .errors import SegmentError
@@ -316,7 +317,8 @@ def _expected_outputs(job, spec, *, labelling):
             kinds.pop("loglik", None)  # apply_file writes no log-likelihood plot
         paths += kinds.values()
         if spec.masks:
-            paths += _mask_paths(job.out_dir, stem, kinds["model"], spec.options.k)
+            k = spec.options.k_range[1] if spec.options.k_range else spec.options.k
+            paths += _mask_paths(job.out_dir, stem, kinds["model"], k)
     return paths
 
 
@@ -928,12 +930,10 @@ class _Histogram:
         return rgb_to_features(rgb, space), w
 
 
-def _new_model(options, k, *, dtype, on_iteration, init):
-    # Mirrors pipeline.fit_data's estimator (see the batch note: a shared constructor there
-    # would remove this copy of the option mapping).
-    return gmm.GaussianMixture(
-        k,
-        covariance_type=options.covariance_type,
+def _gmm_options(options, dtype):
+    # The estimator options of pipeline.fit_data (see the batch note: a shared helper there
+    # would remove this copy of the mapping).
+    return dict(
         tol=options.tol,
         reg_covar=options.reg_covar,
         max_iter=options.max_iter,
@@ -941,10 +941,7 @@ def _new_model(options, k, *, dtype, on_iteration, init):
         init=options.init,
         prior="default" if options.prior else None,
         chunk_mib=options.chunk_mib,
-        random_state=options.seed,
-        callback=on_iteration,
         dtype=dtype,
-        **(init or {}),
     )
 
 
@@ -955,43 +952,73 @@ def fit_shared(source, options, *, dtype=np.float32, init=None, on_iteration=Non
     ----------
     source : SharedPixels
     options : FitOptions
+        As for one image, including a range of k or ``covariance_type="auto"`` (the mixture
+        is then chosen by BIC).
     dtype : float32 or float64
     init : dict, optional
-        ``weights_init`` / ``means_init`` / ``precisions_init`` for the estimator.
+        ``weights_init`` / ``means_init`` / ``precisions_init`` for the estimator (one k).
     on_iteration : callable, optional
         ``on_iteration(iteration, objective)`` after each EM iteration.
     scheduler : distributed.Client or dask scheduler name, optional
         Fit on Dask: the rows are made a dask array (:meth:`SharedPixels.to_dask`), kept in
         the workers' memory, and every E-step is a map-reduce over its blocks there
-        (:func:`gmm.fit_dask`). The result equals the local fit up to the order of sums.
+        (:class:`gmm.DaskSource`). The result equals the local fit up to the order of sums.
 
     Returns
     -------
     model : GaussianMixture
         Components sorted from dark to light, like every segmentation.
     notes : list of str
+    selection : gmm.Selection or None
+        The BIC table when the mixture was chosen among several.
     """
     notes = []
-    k = options.k
-    if not source.streamed and source.hist_X is not None and len(source.hist_X) < k:
-        notes.append(
-            f"only {len(source.hist_X)} distinct colours: fitted k={len(source.hist_X)} "
-            f"instead of {k}."
-        )
-        k = len(source.hist_X)
-    model = _new_model(options, k, dtype=dtype, on_iteration=on_iteration, init=init)
+    ks = range(options.k_range[0], options.k_range[1] + 1) if options.k_range else [options.k]
+    distinct = None if source.streamed or source.hist_X is None else len(source.hist_X)
+    if distinct is not None and distinct < ks[-1]:
+        notes.append(f"only {distinct} distinct colours: k is at most {distinct}.")
+        ks = [k for k in ks if k <= distinct] or [distinct]
+    data = source
+    if scheduler is not None:
+        X, w = _persisted(source.to_dask(), scheduler)
+        data = gmm.DaskSource(X, w, scheduler=scheduler)
+    gmm_options = _gmm_options(options, dtype)
+    selection = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            if scheduler is None:
-                model.fit(source)
+            if options.selects:
+                auto = options.covariance_type == "auto"
+                progress = None if on_iteration is None else (lambda k, t, i, v: on_iteration(i, v))
+                selection = gmm.select_model(
+                    data,
+                    n_components=ks,
+                    covariance_types=COVARIANCE_TYPES if auto else (options.covariance_type,),
+                    criterion="bic",
+                    random_state=options.seed,
+                    callback=progress,
+                    **gmm_options,
+                )
+                model = selection.best
+                notes.append(
+                    f"BIC chose k={selection.chosen[0]}, {selection.chosen[1]} covariances "
+                    f"(k from {ks[0]} to {ks[-1]})."
+                )
             else:
-                gmm.fit_dask(model, *_persisted(source.to_dask(), scheduler), scheduler=scheduler)
+                model = gmm.GaussianMixture(
+                    ks[0],
+                    covariance_type=options.covariance_type,
+                    random_state=options.seed,
+                    callback=on_iteration,
+                    **gmm_options,
+                    **(init or {}),
+                )
+                model.fit(data)
         except ValueError as err:
             raise SegmentError(f"shared model: cannot fit the mixture: {err}") from None
     model.callback = None  # the model is shipped to the workers next
     notes += pipeline._collect_notes(caught)
-    return pipeline._sort_components(model, options.space), notes
+    return pipeline._sort_components(model, options.space), notes, selection
 
 
 def _persisted(arrays, scheduler):
@@ -1003,7 +1030,7 @@ def _persisted(arrays, scheduler):
     return dask.persist(*arrays, scheduler=scheduler)
 
 
-def _shared_view(model, notes, source, plot_parts, options):
+def _shared_view(model, notes, selection, source, plot_parts, options):
     """What the pipeline's model document and plots read of a segmentation, for the shared
     model: the plot rows are the histogram and a few weighted rows of each streamed frame."""
     xs, ws = [], []
@@ -1024,7 +1051,13 @@ def _shared_view(model, notes, source, plot_parts, options):
     )
     palette = rgb_to_uint8(features_to_rgb(model.means_, options.space))
     return SimpleNamespace(
-        model=model, data=data, k=model.n_components, quantized_palette=palette, notes=notes
+        model=model,
+        data=data,
+        k=model.n_components,
+        quantized_palette=palette,
+        notes=notes,
+        selection=selection,
+        options=options,
     )
 
 
@@ -1052,10 +1085,10 @@ def _shared_figures(view, source):
     return figures
 
 
-def _shared_document(model, notes, source, plot_parts, spec, in_dir, n_images):
+def _shared_document(fitted, source, plot_parts, spec, in_dir, n_images):
     """The shared model's view (for its plots) and its document, in the format of
     NAME.model.json so that ``segment apply -m shared.model.json`` reads it."""
-    view = _shared_view(model, notes, source, plot_parts, spec.options)
+    view = _shared_view(*fitted, source, plot_parts, spec.options)
     figures = _shared_figures(view, source)
     stub = SimpleNamespace(path=in_dir, mode="", format="", frame=0)
     doc = pipeline.model_document(view, stub, spec.options, figures)
@@ -1531,8 +1564,9 @@ def _shared_stage(engine, spec, todo, jobs, report, in_dir, out_dir, reuse, even
     source = SharedPixels(spec, *hist.rows(spec.options.space), streamed)
     events.phase("fitting the shared model", spec.options.max_iter * spec.options.n_init)
     client = engine.client if isinstance(engine, _Dask) else None
-    model, notes = fit_shared(source, spec.options, on_iteration=events.iteration, scheduler=client)
-    seg, doc = _shared_document(model, notes, source, plot_parts, spec, in_dir, len(good))
+    fitted = fit_shared(source, spec.options, on_iteration=events.iteration, scheduler=client)
+    model = fitted[0]
+    seg, doc = _shared_document(fitted, source, plot_parts, spec, in_dir, len(good))
     path = _write_shared(seg, doc, out_dir, spec.plots)
     fit = {"iterations": int(model.n_iter_), "converged": bool(model.converged_)}
     return (

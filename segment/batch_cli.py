@@ -1,5 +1,6 @@
 """The ``segment batch`` command (registered on the CLI's app when imported)."""
 
+import inspect
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,7 @@ from .cli import (
     MAX_ITER,
     MAX_PIXELS,
     MEMORY,
+    MERGE,
     MIN_REGION,
     OUT_DIR,
     OVERWRITE,
@@ -30,23 +32,37 @@ from .cli import (
     PRIOR,
     QUIET,
     RESTARTS,
+    SAMPLE,
     SEED,
     SMOOTH,
     SOFT,
     SPACE,
     TOL,
-    XY,
-    Covariance,
-    Init,
     K,
-    Space,
     _errors_to_exit,
     _fail,
     _json_out,
     app,
     err_console,
+    image_cmd,
     out_console,
 )
+
+# The options 'segment batch' shares with 'segment image' take their defaults from it.
+_IMAGE = {name: p.default for name, p in inspect.signature(image_cmd).parameters.items()}
+
+XY = Annotated[
+    float | None,
+    typer.Option(
+        "--xy",
+        min=0.0,
+        help="Weight of the pixel position (x, y) as extra features; 0 = colour only. Default: "
+        f"{_IMAGE['xy']:g} as for 'segment image', but 0 with --shared-model (a colour then "
+        "gets the same label wherever it is, and 8-bit images reduce exactly to one colour "
+        "histogram).",
+        show_default=False,
+    ),
+]
 
 
 def _events(quiet):
@@ -133,8 +149,8 @@ def batch_cmd(
     in_dir: Annotated[
         Path, typer.Argument(help="Folder of images to segment.", show_default=False)
     ],
-    k: K = 8,
-    out_dir: OUT_DIR = Path("segmented"),
+    k: K = _IMAGE["k"],
+    out_dir: OUT_DIR = _IMAGE["out_dir"],
     recursive: Annotated[
         bool, typer.Option("-r", "--recursive", help="Include images in subfolders.")
     ] = False,
@@ -196,24 +212,26 @@ def batch_cmd(
             show_default=False,
         ),
     ] = None,
-    covariance: COV = Covariance.full,
-    space: SPACE = Space.rgb,
-    xy: XY = 0.0,
-    seed: SEED = 0,
-    max_iter: MAX_ITER = 100,
-    tol: TOL = 1e-3,
-    init: INIT = Init.kmeans,
-    restarts: RESTARTS = 1,
-    prior: PRIOR = False,
-    smooth: SMOOTH = None,
-    min_region: MIN_REGION = None,
-    memory_mib: MEMORY = 64.0,
-    plots: PLOTS = True,
-    overwrite: OVERWRITE = False,
-    all_frames: ALL_FRAMES = False,
-    max_pixels: MAX_PIXELS = None,
-    soft: SOFT = False,
-    masks: MASKS = False,
+    covariance: COV = _IMAGE["covariance"],
+    space: SPACE = _IMAGE["space"],
+    xy: XY = None,
+    seed: SEED = _IMAGE["seed"],
+    max_iter: MAX_ITER = _IMAGE["max_iter"],
+    tol: TOL = _IMAGE["tol"],
+    init: INIT = _IMAGE["init"],
+    restarts: RESTARTS = _IMAGE["restarts"],
+    prior: PRIOR = _IMAGE["prior"],
+    smooth: SMOOTH = _IMAGE["smooth"],
+    min_region: MIN_REGION = _IMAGE["min_region"],
+    merge: MERGE = _IMAGE["merge"],
+    sample: SAMPLE = _IMAGE["sample"],
+    memory_mib: MEMORY = _IMAGE["memory_mib"],
+    plots: PLOTS = _IMAGE["plots"],
+    overwrite: OVERWRITE = _IMAGE["overwrite"],
+    all_frames: ALL_FRAMES = _IMAGE["all_frames"],
+    max_pixels: MAX_PIXELS = _IMAGE["max_pixels"],
+    soft: SOFT = _IMAGE["soft"],
+    masks: MASKS = _IMAGE["masks"],
     quiet: QUIET = False,
     json_: JSON = False,
 ):
@@ -233,7 +251,7 @@ def batch_cmd(
         k=k,
         covariance_type=covariance.value,
         space=space.value,
-        xy=xy,
+        xy=(0.0 if shared_model else _IMAGE["xy"]) if xy is None else xy,
         seed=seed,
         max_iter=max_iter,
         tol=tol,
@@ -243,6 +261,8 @@ def batch_cmd(
         chunk_mib=memory_mib,
         smooth=smooth,
         min_region=min_region,
+        sample=sample,
+        merge=merge,
     )
     with _errors_to_exit(), _events(quiet) as events:
         result = run_batch(

@@ -485,7 +485,7 @@ def test_shared_fit_from_files_equals_a_fit_on_all_pixels(folder):
         [load_image(p).pixels.reshape(-1, 3).astype(np.float32) / 255.0 for p in paths]
     )
     ref = fit64(every)
-    model, _ = fit_shared(source, options, dtype=np.float64, init=start_params())
+    model, _, _ = fit_shared(source, options, dtype=np.float64, init=start_params())
     order = np.argsort(ref.means_ @ [0.2126, 0.7152, 0.0722])  # fit_shared sorts dark->light
     np.testing.assert_allclose(model.means_, ref.means_[order], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(model.weights_, ref.weights_[order], rtol=1e-9)
@@ -505,7 +505,7 @@ def test_streamed_shared_pixels_equal_the_concatenated_features(folder):
     means = np.hstack([init["means_init"], np.full((3, 2), 0.25)])
     init = {**init, "means_init": means, "precisions_init": np.stack([np.eye(5) * 30.0] * 3)}
     ref = fit64(every, init=init)
-    model, _ = fit_shared(source, options, dtype=np.float64, init=init)
+    model, _, _ = fit_shared(source, options, dtype=np.float64, init=init)
     order = np.argsort(ref.means_[:, :3] @ [0.2126, 0.7152, 0.0722])
     np.testing.assert_allclose(model.means_, ref.means_[order], rtol=1e-9, atol=1e-12)
 
@@ -528,7 +528,7 @@ def test_soft_and_masks_outputs_count_for_resume(folder, tmp_path):
         folder / "flat.png"
     )
     out = tmp_path / "out"
-    args = [folder, "-o", out, "-k", "3", "-j", "1", "--no-plots", "--soft", "--masks"]
+    args = [folder, "-o", out, "-k", "3", "--xy", "0", "-j", "1", "--no-plots", "--soft", "--masks"]
     r = run(*args)
     assert r.exit_code == 1 and "3 ok, 1 failed" in r.output
     assert sorted(p.name for p in out.glob("flat.mask*.png")) == [
@@ -569,3 +569,54 @@ def test_two_batches_cannot_write_into_one_folder(folder, tmp_path):
         r = run(folder, "-o", out, "-k", "3", "-j", "1", "--no-plots")
     assert r.exit_code == 1 and "another 'segment batch' is writing into" in r.output
     assert list(out.iterdir()) == []
+
+
+def test_batch_has_every_option_of_image_with_its_default():
+    import typer.main
+
+    group = typer.main.get_command(app)
+
+    def options(name):
+        params = group.commands[name].params
+        return {p.name: p.default for p in params if p.param_type_name == "option"}
+
+    image, batch_options = options("image"), options("batch")
+    assert image.pop("xy") > 0 and batch_options["xy"] is None  # 0 with --shared-model
+    assert image.items() <= batch_options.items()
+
+
+def test_shared_model_fits_colour_only_unless_xy_is_given(folder, tmp_path):
+    r = run(folder, "-o", tmp_path / "a", "-k", "3", "-j", "1", "--no-plots", "--shared-model")
+    assert r.exit_code == 1
+    _, options, doc = pipeline.load_model_file(tmp_path / "a" / "shared.model.json")
+    assert options.xy == 0 and doc["input"]["streamed_frames"] == 0
+    r = run(
+        folder,
+        "-o",
+        tmp_path / "b",
+        "-k",
+        "3",
+        "-j",
+        "1",
+        "--no-plots",
+        "--shared-model",
+        "--xy",
+        "0.5",
+        "--sample-per-image",
+        "200",
+    )
+    assert r.exit_code == 1
+    _, options, doc = pipeline.load_model_file(tmp_path / "b" / "shared.model.json")
+    assert options.xy == 0.5 and doc["input"]["streamed_frames"] == 2
+    assert doc["summary"]["pixels"] == 400
+
+
+def test_shared_model_can_choose_k_by_bic(folder, tmp_path):
+    options = FitOptions(k=3, k_range=(2, 4), max_iter=30)
+    result = run_batch(
+        folder, tmp_path / "out", options, recursive=True, workers=1, plots=False, shared_model=True
+    )
+    assert result.counts["ok"] == 4
+    doc = json.loads(result.shared_model.read_text())
+    assert doc["selection"] is not None and 2 <= doc["gmm"]["n_components"] <= 4
+    assert any("BIC chose" in note for note in doc["summary"]["notes"])

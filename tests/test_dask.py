@@ -258,8 +258,8 @@ def test_shared_fit_on_dask_equals_the_local_fit(folder, client, xy):
     options = FitOptions(k=3, xy=xy, max_iter=8, tol=0.0)
     source = SharedPixels.from_files(paths, options, root=folder)
     init = start(source.n_features)
-    local, _ = fit_shared(source, options, dtype=np.float64, init=init)
-    remote, _ = fit_shared(source, options, dtype=np.float64, init=init, scheduler=client)
+    local, _, _ = fit_shared(source, options, dtype=np.float64, init=init)
+    remote, _, _ = fit_shared(source, options, dtype=np.float64, init=init, scheduler=client)
     assert_same_fit(remote, local)
 
 
