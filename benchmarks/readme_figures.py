@@ -9,7 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,8 +16,9 @@ OUT = ROOT / "images" / "readme"
 
 
 def segment(*args):
-    subprocess.run([sys.executable, "-m", "segment", *map(str, args), "-q", "--overwrite"],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "segment", *map(str, args), "-q", "--overwrite"], check=True
+    )
 
 
 def strip(paths, height=260, gap=6):
@@ -43,18 +43,40 @@ def main():
         segment("image", src, "-o", tmp / "default")
         d = tmp / "default"
         strip([src, d / "coffee.segmented.png", d / "coffee.quantized.png"]).save(
-            OUT / "coffee-example.png", optimize=True)
+            OUT / "coffee-example.png", optimize=True
+        )
         shutil.copy(d / "coffee.density.png", OUT / "coffee.density.png")
         shutil.copy(d / "coffee.loglik.png", OUT / "coffee.loglik.png")
         rows = []
         for name in ("chelsea.png", "rocket.jpg", "astronaut.png"):
             src = ROOT / "images" / name
             stem = Path(name).stem
-            segment("image", src, "-o", tmp / "pixelwise", "--xy", 0, "--smooth", 0,
-                    "--min-region", 0, "-k", 8, "--no-plots")
+            segment(
+                "image",
+                src,
+                "-o",
+                tmp / "pixelwise",
+                "--xy",
+                0,
+                "--smooth",
+                0,
+                "--min-region",
+                0,
+                "-k",
+                8,
+                "--no-plots",
+            )
             segment("image", src, "-o", tmp / "default", "--no-plots")
-            rows.append(strip([src, tmp / "pixelwise" / f"{stem}.segmented.png",
-                               tmp / "default" / f"{stem}.segmented.png"], height=200))
+            rows.append(
+                strip(
+                    [
+                        src,
+                        tmp / "pixelwise" / f"{stem}.segmented.png",
+                        tmp / "default" / f"{stem}.segmented.png",
+                    ],
+                    height=200,
+                )
+            )
         width = max(r.width for r in rows)
         grid = Image.new("RGB", (width, sum(r.height + 6 for r in rows) - 6), "white")
         y = 0

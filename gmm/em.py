@@ -57,6 +57,7 @@ class EMResult:
     history: list = field(default_factory=list)
     n_resets: int = 0
     reset_iterations: list = field(default_factory=list)
+    stop: str = "max_iter"  # why EM stopped: "converged", "decrease" or "max_iter"
 
     @property
     def lower_bound(self):
@@ -90,6 +91,7 @@ def run_em(source, params, ctx, callback=None):
             # A drop within the rounding of the objective is convergence whatever tol is.
             noise = ROUNDING[np.dtype(ctx.dtype).name] * (1.0 + abs(value))
             result.converged = drop < max(ctx.tol, noise)
+            result.stop = "converged" if result.converged else "decrease"
             if not result.converged:
                 warnings.warn(
                     f"the objective decreased by {previous[0] - value:.3g} at iteration "
@@ -126,6 +128,7 @@ def run_em(source, params, ctx, callback=None):
             callback(iteration, value)
         if converged:
             result.converged = True
+            result.stop = "converged"
             break
     return result
 

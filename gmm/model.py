@@ -291,7 +291,7 @@ class GaussianMixture:
         self.reset_iterations_ = list(result.reset_iterations)
         self.prior_ = prior
         self.n_features_in_ = D
-        if not self.converged_:
+        if not self.converged_ and result.stop == "max_iter":
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (last change of "
                 "the objective above tol); raise max_iter or tol, or check the data's scale.",

@@ -13,6 +13,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import contextlib
 import json
 import math
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -129,7 +130,8 @@ XY = Annotated[
     ),
 ]
 SEED = Annotated[
-    int, typer.Option("--seed", help="Random seed: the same seed gives byte-identical outputs.")
+    int,
+    typer.Option("--seed", min=0, help="Random seed: the same seed gives byte-identical outputs."),
 ]
 MAX_ITER = Annotated[int, typer.Option("--max-iter", min=1, help="Maximum EM iterations.")]
 TOL = Annotated[
@@ -253,7 +255,9 @@ def _main(
 
 
 def _fail(message):
-    err_console.print(f"segment: error: {message}", markup=False)
+    # One line whatever the message holds (file names may contain newlines).
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(message))
+    err_console.print(f"segment: error: {text}", markup=False)
 
 
 @contextlib.contextmanager
@@ -714,10 +718,20 @@ def compare_cmd(
     )
 
 
+_terminated = []
+
+
+def _terminate(signum, frame):
+    _terminated.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     """Entry point of the ``segment`` script: one line on stderr for any error, never a
     traceback; status 2 for usage errors, 1 for other failures, 130 when interrupted."""
     command = typer.main.get_command(app)
+    # SIGTERM (kill, a scheduler's timeout) stops like Ctrl-C: temporary files are removed.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         result = command.main(args=argv, prog_name="segment", standalone_mode=False)
         code = result if isinstance(result, int) else 0
@@ -736,6 +750,8 @@ def main(argv=None):
     except Exception as err:  # a bug: still one line, and a non-zero status
         _fail(f"internal error ({type(err).__name__}: {err}); please report it.")
         code = 1
+    if _terminated and code == 130:
+        code = 143  # the convention for SIGTERM
     sys.exit(code)
 
 

@@ -6,6 +6,7 @@ written atomically; ``NAME.model.json`` is written last, so its presence marks a
 set of outputs (batch ``--resume`` relies on that).
 """
 
+import errno
 import json
 import time
 import warnings
@@ -21,7 +22,7 @@ from gmm._checks import COVARIANCE_TYPES
 from . import __version__, spatial
 from .errors import SegmentError
 from .features import FEATURE_NAMES, PixelData, features_to_rgb, pixel_data, rgb_to_uint8
-from .io import iter_frames, load_image
+from .io import atomic_group, iter_frames, load_image
 from .options import FitOptions
 from .outputs import (
     label_dtype,
@@ -163,9 +164,10 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
         chunk_mib=options.chunk_mib,
     )
     ks = range(options.k_range[0], options.k_range[1] + 1) if options.k_range else [options.k]
-    if data.deduplicated and len(data.X) < ks[-1]:
-        notes.append(f"only {len(data.X)} distinct colours: k is at most {len(data.X)}.")
-        ks = [k for k in ks if k <= len(data.X)] or [len(data.X)]
+    distinct = _distinct_rows(data, ks[-1])
+    if distinct < ks[-1]:
+        notes.append(f"only {distinct} distinct colours: k is at most {distinct}.")
+        ks = [k for k in ks if k <= distinct] or [distinct]
     selection = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -216,6 +218,19 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
     seg = _segmentation(_sort_components(model, options.space), data, notes, options)
     seg.selection = selection
     return seg
+
+
+def _distinct_rows(data, k):
+    """Distinct feature rows, counted only when there may be fewer than ``k`` (colour-only
+    features; with position every pixel is a distinct point)."""
+    if data.deduplicated:
+        return len(data.X)
+    if data.xy:
+        return k
+    rows = np.ascontiguousarray(data.X).view(
+        np.dtype((np.void, data.X.dtype.itemsize * data.X.shape[1]))
+    )
+    return min(k, len(np.unique(rows)))
 
 
 def _polish(model, data, passes):
@@ -272,16 +287,30 @@ def check_outputs(paths, inputs, *, overwrite):
     """Refuse outputs that would replace an input, or (without ``overwrite``) any file."""
     resolved_inputs = {Path(p).resolve() for p in inputs}
     for p in paths:
-        if Path(p).resolve() in resolved_inputs:
-            raise SegmentError(f"{p} is one of the inputs; choose another output folder.")
-        if Path(p).is_dir():
-            raise SegmentError(f"cannot write {p}: it is a directory.")
-        if Path(p).exists() and not overwrite:
-            raise SegmentError(f"{p} already exists; pass --overwrite to replace it.")
+        name = printable(p)
+        try:
+            if Path(p).resolve() in resolved_inputs:
+                raise SegmentError(f"{name} is one of the inputs; choose another output folder.")
+            if Path(p).is_dir():
+                raise SegmentError(f"cannot write {name}: it is a directory.")
+            if Path(p).exists() and not overwrite:
+                raise SegmentError(f"{name} already exists; pass --overwrite to replace it.")
+        except OSError as err:
+            if getattr(err, "errno", None) == errno.ENAMETOOLONG:
+                raise SegmentError(
+                    f"cannot write {name}: the file name is too long; rename the input or "
+                    "choose a shorter output folder."
+                ) from None
+            raise SegmentError(f"cannot write {name}: {err.strerror or err}.") from None
+
+
+def printable(path):
+    """A path as one printable line (messages are one line whatever a file name holds)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(path)) or "''"
 
 
 def segmented_palette(k):
-    from .plots import default_component_colors
+    from .palette import default_component_colors
 
     return rgb_to_uint8(default_component_colors(k))
 
@@ -573,15 +602,19 @@ def _each_frame(
             paths.pop(kind, None)
         check_outputs(paths.values(), [path, *inputs], overwrite=overwrite)
         data = pixel_data(image, **options.data_kwargs())
+        image_notes = list(getattr(image, "notes", ()))
         del image  # the features (or colour keys) carry all that is needed from here
         seg, figures = segment(data, path)
+        if image_notes:
+            figures["notes"] = image_notes + list(figures.get("notes", []))
         # k may have been lowered (fewer distinct colours): no masks of absent components
         paths = {
             k: v for k, v in paths.items() if not (k.startswith("mask") and int(k[4:]) >= seg.k)
         }
-        write_segmentation(
-            seg, paths, image=info, options=options, overwrite=overwrite, figures=figures
-        )
+        with atomic_group():  # all outputs of the image, or none
+            write_segmentation(
+                seg, paths, image=info, options=options, overwrite=overwrite, figures=figures
+            )
         summaries.append(
             {
                 "input": str(path),

@@ -11,7 +11,6 @@ component's marginal density), ``"ellipse <k> <s>sigma"`` (the s-sigma ellipse o
 k in a pair panel), ``"criterion <name>"`` (one covariance type's criterion values).
 """
 
-import functools
 import itertools
 import math
 import numbers
@@ -26,6 +25,7 @@ from matplotlib.patches import Ellipse, Patch
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from .io import atomic_write
+from .palette import default_component_colors
 
 __all__ = [
     "default_component_colors",
@@ -40,138 +40,6 @@ _INK = "#222222"
 _HISTORY_BLUE = "#1f5fa8"
 _RESET_RED = "#b2182b"
 _HIST_GREY = "#d4d4d4"
-
-# ---------------------------------------------------------------------------------------
-# Palette
-# ---------------------------------------------------------------------------------------
-
-# Hand-picked first colours: matplotlib's tab10 without its grey (the colours people know
-# from other plots), then ten more chosen far in CIELAB from these and from each other.
-# Lightness L* stays within about 33..82, so no colour vanishes on white or reads as black.
-_BASE_PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#bcbd22",
-    "#17becf",
-    "#5b5a0a",
-    "#b4c3ff",
-    "#007869",
-    "#2b3fd6",
-    "#960069",
-    "#69e1b4",
-    "#ffb4a5",
-    "#a5780f",
-    "#ffb400",
-    "#5fc80a",
-    "#3c4b87",
-)
-
-# Candidate colours beyond the base palette: an sRGB grid limited to mid lightness and
-# moderate chroma (neon colours are distinct but tiring, greys read as "background").
-_GRID_LEVELS = 21
-_L_RANGE = (35.0, 85.0)
-_CHROMA_RANGE = (25.0, 70.0)
-
-
-def _hex_to_rgb(code):
-    return tuple(int(code[i : i + 2], 16) / 255.0 for i in (1, 3, 5))
-
-
-def _srgb_to_lab(rgb):
-    """CIELAB (D65) of sRGB values in [0, 1], shape (..., 3); enough precision for picking
-    colours, and it keeps the palette free of an image-library import."""
-    rgb = np.asarray(rgb, dtype=np.float64)
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    to_xyz = np.array(
-        [
-            [0.4124564, 0.3575761, 0.1804375],
-            [0.2126729, 0.7151522, 0.0721750],
-            [0.0193339, 0.1191920, 0.9503041],
-        ]
-    )
-    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
-    delta = 6.0 / 29.0
-    f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3.0 * delta**2) + 4.0 / 29.0)
-    return np.stack(
-        [
-            116.0 * f[..., 1] - 16.0,
-            500.0 * (f[..., 0] - f[..., 1]),
-            200.0 * (f[..., 1] - f[..., 2]),
-        ],
-        axis=-1,
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _palette(K):
-    """The first K palette colours as a read-only (K, 3) array.
-
-    Beyond the base palette, each new colour is the grid candidate farthest in CIELAB from
-    every colour already taken (greedy farthest-point). Golden-ratio hues spread hue only
-    and soon land on a base colour; this spreads lightness and chroma too, and stays
-    deterministic and prefix-stable: the first k of K colours are the k-colour palette.
-    """
-    colours = [_hex_to_rgb(code) for code in _BASE_PALETTE[:K]]
-    if K > len(_BASE_PALETTE):
-        levels = np.linspace(0.0, 1.0, _GRID_LEVELS)
-        grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)
-        grid = grid.reshape(-1, 3)
-        lab = _srgb_to_lab(grid)
-        chroma = np.hypot(lab[:, 1], lab[:, 2])
-        keep = (
-            (lab[:, 0] >= _L_RANGE[0])
-            & (lab[:, 0] <= _L_RANGE[1])
-            & (chroma >= _CHROMA_RANGE[0])
-            & (chroma <= _CHROMA_RANGE[1])
-        )
-        grid, lab = grid[keep], lab[keep]
-        taken = _srgb_to_lab(np.array(colours))
-        nearest = np.min(np.linalg.norm(lab[:, None, :] - taken[None, :, :], axis=-1), axis=1)
-        while len(colours) < K:
-            best = int(np.argmax(nearest))
-            if nearest[best] == 0.0:
-                # Every candidate is taken; repeat the palette rather than fail for huge K.
-                colours.append(colours[len(colours) % len(_BASE_PALETTE)])
-                continue
-            colours.append(tuple(grid[best]))
-            nearest = np.minimum(nearest, np.linalg.norm(lab - lab[best], axis=1))
-    out = np.array(colours, dtype=np.float64).reshape(K, 3)
-    out.flags.writeable = False
-    return out
-
-
-def default_component_colors(K):
-    """K distinct colours for mixture components, segment images and plots.
-
-    The first 20 are a fixed qualitative palette (tab10 without grey, then ten colours far
-    from those); more are added deterministically, each as far as possible in CIELAB from
-    all before it. No colour is near-white or near-black, and the first ``k`` colours of
-    ``default_component_colors(K)`` are ``default_component_colors(k)``.
-
-    Parameters
-    ----------
-    K : int
-        Number of colours, at least 1.
-
-    Returns
-    -------
-    colors : ndarray of shape (K, 3)
-        RGB values in [0, 1], float64; a new array the caller may modify.
-
-    Raises
-    ------
-    ValueError
-        If ``K`` is not a positive integer.
-    """
-    if isinstance(K, bool) or not isinstance(K, numbers.Integral) or K < 1:
-        raise ValueError(f"K must be a positive integer (the number of colours); got {K!r}.")
-    return _palette(int(K)).copy()
-
 
 # ---------------------------------------------------------------------------------------
 # Validation

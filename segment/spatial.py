@@ -228,16 +228,22 @@ def merge_similar_neighbours(labels, colours, threshold, *, n_labels, visible=No
     for a, b in ((labels[1:], labels[:-1]), (labels[:, 1:], labels[:, :-1])):
         sel = (a != b) & (a < K) & (b < K)
         if visible is not None:
-            sel &= (visible[1:] & visible[:-1]) if a.shape[0] != labels.shape[0] else (
-                visible[:, 1:] & visible[:, :-1]
+            sel &= (
+                (visible[1:] & visible[:-1])
+                if a.shape[0] != labels.shape[0]
+                else (visible[:, 1:] & visible[:, :-1])
             )
         np.add.at(touch, (a[sel].astype(np.intp), b[sel].astype(np.intp)), 1)
     touch = touch + touch.T
     dist = np.sqrt(((colours[:, None, :] - colours[None, :, :]) ** 2).sum(axis=2))
     group = np.arange(K)
     members = {k: [k] for k in range(K)}
-    pairs = [(dist[i, j], i, j) for i in range(K) for j in range(i + 1, K)
-             if touch[i, j] > 0 and dist[i, j] < threshold]
+    pairs = [
+        (dist[i, j], i, j)
+        for i in range(K)
+        for j in range(i + 1, K)
+        if touch[i, j] > 0 and dist[i, j] < threshold
+    ]
     for _, i, j in sorted(pairs):
         gi, gj = group[i], group[j]
         if gi == gj:

@@ -391,12 +391,6 @@ def test_k_above_the_distinct_colours_fits_what_is_possible(tmp_path):
     assert set(np.unique(labels)) == {0, 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="pipeline.fit_data caps k by the distinct colours only for deduplicated (8-bit) "
-    "data: a 16-bit image of 2 grey values keeps k=3 with an empty component",
-)
 def test_k_above_the_distinct_values_of_a_16_bit_image(tmp_path):
     summaries = segment_file(
         ODD / "grey16_two_values.png", tmp_path, FitOptions(k=3, max_iter=20), plots=False
@@ -404,13 +398,6 @@ def test_k_above_the_distinct_values_of_a_16_bit_image(tmp_path):
     assert summaries[0]["k"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="gmm.GaussianMixture.fit warns 'EM did not converge in max_iter=N iterations' "
-    "whenever converged_ is False, also when run_em stopped early on a decrease of the "
-    "objective: the user reads '6 iterations' and 'did not converge in 100 iterations'",
-)
 def test_notes_do_not_claim_the_iteration_limit_was_reached(tmp_path):
     for name in ("grey16_two_values.png", "grey16_flat.png", "anim3.gif"):
         [s] = segment_file(ODD / name, tmp_path, FitOptions(k=3, max_iter=100), plots=False)
@@ -418,12 +405,6 @@ def test_notes_do_not_claim_the_iteration_limit_was_reached(tmp_path):
             assert not [n for n in s["notes"] if "did not converge in max_iter" in n], s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cli: --seed has no min=0 and FitOptions.validate() does not check the seed; "
-    "numpy's error surfaces after loading, as a fit failure blamed on the file",
-)
 def test_negative_seed_is_a_usage_error(tmp_path):
     src = blocks_png(tmp_path / "b.png")
     [r] = RT.run_jobs(
