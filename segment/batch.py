@@ -45,7 +45,6 @@ from types import SimpleNamespace
 import numpy as np
 
 import gmm
-from gmm._checks import COVARIANCE_TYPES
 
 from . import __version__, pipeline
 from .errors import SegmentError
@@ -461,7 +460,7 @@ def colour_job(spec, job):
     """One input's part of the shared data: its colour histogram (8-bit colour) or, for
     streamed frames, their row counts and a few rows for the plot."""
     hists, streamed, plot = [], [], []
-    for image in pipeline._frames(job.src, spec.all_frames, spec.max_pixels):
+    for image in pipeline.frames(job.src, spec.all_frames, spec.max_pixels):
         if _dedupable(image, spec.options):
             hists.append(_frame_histogram(image, spec, job.rel))
         else:
@@ -930,21 +929,6 @@ class _Histogram:
         return rgb_to_features(rgb, space), w
 
 
-def _gmm_options(options, dtype):
-    # The estimator options of pipeline.fit_data (see the batch note: a shared helper there
-    # would remove this copy of the mapping).
-    return dict(
-        tol=options.tol,
-        reg_covar=options.reg_covar,
-        max_iter=options.max_iter,
-        n_init=options.n_init,
-        init=options.init,
-        prior="default" if options.prior else None,
-        chunk_mib=options.chunk_mib,
-        dtype=dtype,
-    )
-
-
 def fit_shared(source, options, *, dtype=np.float32, init=None, on_iteration=None, scheduler=None):
     """Fit one mixture to the pixels of a :class:`SharedPixels` source.
 
@@ -972,53 +956,23 @@ def fit_shared(source, options, *, dtype=np.float32, init=None, on_iteration=Non
     selection : gmm.Selection or None
         The BIC table when the mixture was chosen among several.
     """
-    notes = []
-    ks = range(options.k_range[0], options.k_range[1] + 1) if options.k_range else [options.k]
     distinct = None if source.streamed or source.hist_X is None else len(source.hist_X)
-    if distinct is not None and distinct < ks[-1]:
-        notes.append(f"only {distinct} distinct colours: k is at most {distinct}.")
-        ks = [k for k in ks if k <= distinct] or [distinct]
     data = source
     if scheduler is not None:
         X, w = _persisted(source.to_dask(), scheduler)
         data = gmm.DaskSource(X, w, scheduler=scheduler)
-    gmm_options = _gmm_options(options, dtype)
-    selection = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if options.selects:
-                auto = options.covariance_type == "auto"
-                progress = None if on_iteration is None else (lambda k, t, i, v: on_iteration(i, v))
-                selection = gmm.select_model(
-                    data,
-                    n_components=ks,
-                    covariance_types=COVARIANCE_TYPES if auto else (options.covariance_type,),
-                    criterion="bic",
-                    random_state=options.seed,
-                    callback=progress,
-                    **gmm_options,
-                )
-                model = selection.best
-                notes.append(
-                    f"BIC chose k={selection.chosen[0]}, {selection.chosen[1]} covariances "
-                    f"(k from {ks[0]} to {ks[-1]})."
-                )
-            else:
-                model = gmm.GaussianMixture(
-                    ks[0],
-                    covariance_type=options.covariance_type,
-                    random_state=options.seed,
-                    callback=on_iteration,
-                    **gmm_options,
-                    **(init or {}),
-                )
-                model.fit(data)
-        except ValueError as err:
-            raise SegmentError(f"shared model: cannot fit the mixture: {err}") from None
+    model, notes, selection = pipeline.fit_rows(
+        data,
+        None,
+        options,
+        on_iteration=on_iteration,
+        distinct=distinct,
+        dtype=dtype,
+        init=init,
+        where="shared model",
+    )
     model.callback = None  # the model is shipped to the workers next
-    notes += pipeline._collect_notes(caught)
-    return pipeline._sort_components(model, options.space), notes, selection
+    return model, notes, selection
 
 
 def _persisted(arrays, scheduler):
@@ -1105,8 +1059,8 @@ def _shared_document(fitted, source, plot_parts, spec, in_dir, n_images):
 def _write_shared(seg, doc, out_dir, plots):
     paths = pipeline.output_paths(out_dir, SHARED_STEM, plots=plots)
     if plots:
-        pipeline._plot_loglik(seg, paths["loglik"], True)
-        pipeline._plot_density(seg, paths["density"], True)
+        pipeline.plot_loglik(seg, paths["loglik"], True)
+        pipeline.plot_density(seg, paths["density"], True)
     write_json(paths["model"], doc, overwrite=True)  # last: its presence marks the set complete
     return paths["model"]
 
@@ -1419,7 +1373,7 @@ def run_batch(
     triage = _triage(jobs, spec, out_abs, resume, shared_model)
     engine = _engine(workers, scheduler, len(triage.todo))
     with _stop_on_signals(), engine:  # connect to a cluster before writing anything
-        pipeline._make_dir(out_dir)
+        pipeline.make_dir(out_dir)
         with _exclusive(out_abs):
             return _run(in_dir, out_abs, jobs, spec, triage, shared_model, engine, events, t0)
 

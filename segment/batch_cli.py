@@ -20,6 +20,7 @@ from .cli import (
     COV,
     INIT,
     JSON,
+    K_SPEC,
     MASKS,
     MAX_ITER,
     MAX_PIXELS,
@@ -38,12 +39,12 @@ from .cli import (
     SOFT,
     SPACE,
     TOL,
-    K,
     _errors_to_exit,
     _fail,
     _json_out,
     app,
     err_console,
+    fit_options,
     image_cmd,
     out_console,
 )
@@ -149,7 +150,7 @@ def batch_cmd(
     in_dir: Annotated[
         Path, typer.Argument(help="Folder of images to segment.", show_default=False)
     ],
-    k: K = _IMAGE["k"],
+    k: K_SPEC = _IMAGE["k"],
     out_dir: OUT_DIR = _IMAGE["out_dir"],
     recursive: Annotated[
         bool, typer.Option("-r", "--recursive", help="Include images in subfolders.")
@@ -245,20 +246,19 @@ def batch_cmd(
     (Ctrl-C / SIGTERM: no partial output is left, and --resume continues).
     """
     from .batch import run_batch
-    from .options import FitOptions
 
-    options = FitOptions(
+    options = fit_options(
         k=k,
-        covariance_type=covariance.value,
-        space=space.value,
+        covariance=covariance,
+        space=space,
         xy=(0.0 if shared_model else _IMAGE["xy"]) if xy is None else xy,
         seed=seed,
         max_iter=max_iter,
         tol=tol,
-        init=init.value,
-        n_init=restarts,
+        init=init,
+        restarts=restarts,
         prior=prior,
-        chunk_mib=memory_mib,
+        memory_mib=memory_mib,
         smooth=smooth,
         min_region=min_region,
         sample=sample,

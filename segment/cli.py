@@ -63,12 +63,6 @@ class Init(StrEnum):
 
 # -- shared options ---------------------------------------------------------------------
 
-K = Annotated[
-    int,
-    typer.Option(
-        "-k", "--k", min=1, max=65535, help="Number of mixture components (segments / colours)."
-    ),
-]
 OUT_DIR = Annotated[
     Path,
     typer.Option(
@@ -231,6 +225,27 @@ MASKS = Annotated[
 ]
 QUIET = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")]
 JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+
+
+def fit_options(*, k, covariance, space, init, restarts, memory_mib, **rest):
+    """The FitOptions of the command-line options shared by 'image' and 'batch', validated
+    (a bad combination is one line and status 1)."""
+    from .options import FitOptions
+
+    k, k_range = parse_k(k)
+    options = FitOptions(
+        k=k,
+        k_range=k_range,
+        covariance_type=covariance.value,
+        space=space.value,
+        init=init.value,
+        n_init=restarts,
+        chunk_mib=memory_mib,
+        **rest,
+    )
+    with _errors_to_exit():
+        options.validate()
+    return options
 
 
 def _version(value: bool):
@@ -411,30 +426,25 @@ def image_cmd(
     (label map), NAME.loglik.png and NAME.density.png (plots) and NAME.model.json
     (parameters, options, figures).
     """
-    from .options import FitOptions
     from .pipeline import segment_file
 
-    k, k_range = parse_k(k)
-    options = FitOptions(
+    options = fit_options(
         k=k,
-        k_range=k_range,
-        covariance_type=covariance.value,
-        space=space.value,
+        covariance=covariance,
+        space=space,
         xy=xy,
         seed=seed,
         max_iter=max_iter,
         tol=tol,
-        init=init.value,
-        n_init=restarts,
+        init=init,
+        restarts=restarts,
         prior=prior,
-        chunk_mib=memory_mib,
+        memory_mib=memory_mib,
         smooth=smooth,
         min_region=min_region,
         sample=sample,
         merge=merge,
     )
-    with _errors_to_exit():
-        options.validate()
 
     def work(path, stem, on_iteration):
         return segment_file(

@@ -109,7 +109,7 @@ class Segmentation:
         return spatial.labels_psnr(self.data, self.label_image(), self.quantized_palette)
 
 
-def _sort_components(model, space):
+def sort_components(model, space):
     """Order the components from dark to light, so that labels read naturally and a series
     of images gets comparable label numbers."""
     rgb = features_to_rgb(model.means_[:, :3], space)
@@ -122,7 +122,7 @@ def _sort_components(model, space):
     return model
 
 
-def _collect_notes(caught):
+def collect_notes(caught):
     notes = []
     for w in caught:
         msg = str(w.message).split(". ")[0].rstrip(".") + "."
@@ -153,8 +153,31 @@ def fit_image(image, options, on_iteration=None):
 def fit_data(data, options, on_iteration=None, *, where="image"):
     """Fit a mixture to prepared :class:`PixelData` (see :func:`fit_image`); with a range
     of k or ``covariance_type="auto"`` the mixture is chosen by BIC."""
-    notes = []
-    gmm_options = dict(
+    model, notes, selection = fit_rows(
+        data.X,
+        data.weight,
+        options,
+        on_iteration=on_iteration,
+        distinct=_distinct_rows(data, options.k_range[1] if options.k_range else options.k),
+        where=where,
+        polish=(lambda m: _polish(m, data, options.polish))
+        if data.sampled and options.polish
+        else None,
+    )
+    if data.sampled:
+        notes.append(
+            f"fitted on a uniform sample of {len(data.X):,} of {data.n_pixels:,} pixels"
+            + (f", then {options.polish} EM passes over all of them" if options.polish else "")
+            + "; the figures are on all pixels."
+        )
+    seg = _segmentation(model, data, notes, options)
+    seg.selection = selection
+    return seg
+
+
+def gmm_options(options, dtype=None):
+    """Estimator arguments of ``options`` common to every fit."""
+    out = dict(
         tol=options.tol,
         reg_covar=options.reg_covar,
         max_iter=options.max_iter,
@@ -163,31 +186,65 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
         prior="default" if options.prior else None,
         chunk_mib=options.chunk_mib,
     )
+    if dtype is not None:
+        out["dtype"] = dtype
+    return out
+
+
+def fit_rows(
+    X,
+    weight,
+    options,
+    *,
+    on_iteration=None,
+    distinct=None,
+    dtype=None,
+    init=None,
+    where="image",
+    polish=None,
+):
+    """Fit the mixture of ``options`` to feature rows (an array with its weights, or any
+    chunk source of gmm with ``weight`` None), choosing k / the covariance type by BIC
+    when asked.
+
+    Parameters
+    ----------
+    distinct : int, optional
+        Number of distinct rows when known to be small: k is capped by it (with a note).
+    init : dict, optional
+        ``weights_init`` / ``means_init`` / ``precisions_init`` (one k only).
+    polish : callable, optional
+        ``polish(model)`` after the fit (e.g. EM passes over all pixels).
+
+    Returns
+    -------
+    model : gmm.GaussianMixture
+        Components sorted from dark to light.
+    notes : list of str
+    selection : gmm.Selection or None
+    """
+    notes = []
     ks = range(options.k_range[0], options.k_range[1] + 1) if options.k_range else [options.k]
-    distinct = _distinct_rows(data, ks[-1])
-    if distinct < ks[-1]:
+    if distinct is not None and distinct < ks[-1]:
         notes.append(f"only {distinct} distinct colours: k is at most {distinct}.")
         ks = [k for k in ks if k <= distinct] or [distinct]
+    estimator = gmm_options(options, dtype)
     selection = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             if options.selects:
-                types = (
-                    COVARIANCE_TYPES
-                    if options.covariance_type == "auto"
-                    else (options.covariance_type,)
-                )
-                callback = None if on_iteration is None else (lambda k, t, i, v: on_iteration(i, v))
+                auto = options.covariance_type == "auto"
+                progress = None if on_iteration is None else (lambda k, t, i, v: on_iteration(i, v))
                 selection = gmm.select_model(
-                    data.X,
-                    data.weight,
+                    X,
+                    weight,
                     n_components=ks,
-                    covariance_types=types,
+                    covariance_types=COVARIANCE_TYPES if auto else (options.covariance_type,),
                     criterion="bic",
                     random_state=options.seed,
-                    callback=callback,
-                    **gmm_options,
+                    callback=progress,
+                    **estimator,
                 )
                 model = selection.best
                 notes.append(
@@ -200,24 +257,17 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
                     covariance_type=options.covariance_type,
                     random_state=options.seed,
                     callback=on_iteration,
-                    **gmm_options,
+                    **estimator,
+                    **(init or {}),
                 )
-                model.fit(data.X, sample_weight=data.weight)
-            if data.sampled and options.polish:
+                model.fit(X, sample_weight=weight)
+            if polish is not None:
                 model.callback = on_iteration
-                _polish(model, data, options.polish)
+                polish(model)
         except ValueError as err:
             raise SegmentError(f"{where}: cannot fit the mixture: {err}") from None
-    notes += _collect_notes(caught)
-    if data.sampled:
-        notes.append(
-            f"fitted on a uniform sample of {len(data.X):,} of {data.n_pixels:,} pixels"
-            + (f", then {options.polish} EM passes over all of them" if options.polish else "")
-            + "; the figures are on all pixels."
-        )
-    seg = _segmentation(_sort_components(model, options.space), data, notes, options)
-    seg.selection = selection
-    return seg
+    notes += collect_notes(caught)
+    return sort_components(model, options.space), notes, selection
 
 
 def _distinct_rows(data, k):
@@ -329,9 +379,9 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     del labels
     _write_soft(seg, paths, overwrite)
     if "loglik" in paths and len(getattr(seg.model, "history_", ())):
-        _plot_loglik(seg, paths["loglik"], overwrite)
+        plot_loglik(seg, paths["loglik"], overwrite)
     if "density" in paths:
-        _plot_density(seg, paths["density"], overwrite)
+        plot_density(seg, paths["density"], overwrite)
     if "bic" in paths and seg.selection is not None:
         _plot_bic(seg.selection, paths["bic"], overwrite)
     if write_model:
@@ -362,7 +412,7 @@ def _write_soft(seg, paths, overwrite):
             write_mask_png(path, labels == int(kind[4:]), overwrite=overwrite)
 
 
-def _plot_loglik(seg, path, overwrite):
+def plot_loglik(seg, path, overwrite):
     from .plots import plot_loglik, save_figure
 
     m = seg.model
@@ -384,7 +434,7 @@ def _plot_bic(selection, path, overwrite):
     save_figure(fig, path, overwrite=overwrite)
 
 
-def _plot_density(seg, path, overwrite):
+def plot_density(seg, path, overwrite):
     from gmm.covariance import full_covariances
 
     from .plots import plot_density, save_figure
@@ -508,7 +558,7 @@ def stems_for(inputs):
     return stems
 
 
-def _frames(path, all_frames, max_pixels):
+def frames(path, all_frames, max_pixels):
     if all_frames:
         yield from iter_frames(path, max_pixels=max_pixels)
     else:
@@ -583,9 +633,9 @@ def _each_frame(
     path = Path(path)
     stem = stem or path.stem
     out_dir = Path(out_dir)
-    _make_dir(out_dir)
+    make_dir(out_dir)
     summaries = []
-    for image in _frames(path, all_frames, max_pixels):
+    for image in frames(path, all_frames, max_pixels):
         t0 = time.perf_counter()
         info = ImageInfo.of(image)
         frame_stem = stem if not all_frames or info.n_frames == 1 else f"{stem}.f{info.frame:03d}"
@@ -627,7 +677,7 @@ def _each_frame(
     return summaries
 
 
-def _make_dir(out_dir):
+def make_dir(out_dir):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

@@ -773,7 +773,7 @@ def quantize_file(
     SegmentError
         For invalid options, unreadable inputs, existing outputs without ``overwrite``.
     """
-    from .pipeline import _make_dir, check_outputs
+    from .pipeline import check_outputs, make_dir
 
     t0 = time.perf_counter()
     path, out_path = Path(path), Path(out_path)
@@ -787,7 +787,7 @@ def quantize_file(
         )
     check_outputs([out_path], [path], overwrite=overwrite)
     if out_path.parent != Path():
-        _make_dir(out_path.parent)
+        make_dir(out_path.parent)
     image = load_image(path, max_pixels=max_pixels)
     # 8-bit images: the distinct colours with their counts (exact); others: at most
     # FIT_ROWS pixels sampled for the fit, every pixel mapped strip by strip.
