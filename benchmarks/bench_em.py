@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _measure import print_table, rss_mb, run_isolated
+from _measure import common_start, print_table, rss_mb, run_isolated
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -38,25 +38,12 @@ def _data(mp):
     return np.load(DATA / f"pixels_{mp:g}mp.npy")
 
 
-def _start(X, K, seed=0):
-    """Common starting parameters: k-means++ seeds on a sample, one hard-assignment pass."""
-    import gmm
-
-    m = gmm.GaussianMixture(
-        K, init="k-means++", max_iter=1, tol=0, random_state=seed, dtype=np.float64
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m.fit(X[:: max(1, len(X) // 200_000)])
-    return m.weights_, m.means_, m.precisions_
-
-
 def ours(mp, iters, chunk_mib=64):
     import gmm
 
     X = _data(mp)
     base = rss_mb()
-    w0, m0, p0 = _start(X, 8)
+    w0, m0, p0 = common_start(X, 8)
     stamps = []
     model = gmm.GaussianMixture(
         8,
@@ -90,7 +77,7 @@ def sklearn(mp, iters):
 
     X = _data(mp)
     base = rss_mb()
-    w0, m0, p0 = _start(X, 8)
+    w0, m0, p0 = common_start(X, 8)
     model = GaussianMixture(
         8,
         weights_init=w0,

@@ -33,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-from _measure import print_table, rss_mb, run_isolated
+from _measure import common_start, print_table, rss_mb, run_isolated
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -52,17 +52,6 @@ def _files(mp):
         Image.fromarray(img).save(jpg, quality=92)
         np.save(npy, img.reshape(-1, 3).astype(np.float32) / 255)
     return jpg, npy
-
-
-def _start(X, seed=0):
-    import gmm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = gmm.GaussianMixture(
-            K, init="k-means++", max_iter=1, tol=0, random_state=seed, dtype=np.float64
-        ).fit(X[:: max(1, len(X) // 200_000)])
-    return m.weights_, m.means_, m.precisions_
 
 
 def machine_limit(mp):
@@ -84,7 +73,7 @@ def ours_iteration(mp, iters=5):
 
     X = np.load(DATA / f"pixels_{mp:g}mp.npy")
     base = rss_mb()
-    w0, m0, p0 = _start(X)
+    w0, m0, p0 = common_start(X, K)
     stamps = []
     model = gmm.GaussianMixture(
         K,
@@ -117,7 +106,7 @@ def sklearn_iteration(mp, iters=3):
     from sklearn.mixture import GaussianMixture
 
     X = np.load(DATA / f"pixels_{mp:g}mp.npy")
-    w0, m0, p0 = _start(X)
+    w0, m0, p0 = common_start(X, K)
     m = GaussianMixture(
         K,
         weights_init=w0,
@@ -140,7 +129,7 @@ def kmeans_iteration(mp, iters=5):
     from sklearn.cluster import KMeans
 
     X = np.load(DATA / f"pixels_{mp:g}mp.npy")
-    _, m0, _ = _start(X)
+    _, m0, _ = common_start(X, K)
     km = KMeans(K, init=m0, n_init=1, max_iter=iters, tol=0, algorithm="lloyd")
     t0 = time.perf_counter()
     with warnings.catch_warnings():

@@ -33,6 +33,7 @@ from .errors import SegmentError
 from .features import color_keys, features_to_rgb, keys_to_rgb8, pixel_data, rgb_to_uint8
 from .io import load_image
 from .outputs import write_palette_png
+from .pipeline import check_outputs, collect_notes, make_dir
 
 MAX_COLOURS = 256
 #: Pixels the mixture is fitted on when the image is not 8-bit (a uniform sample).
@@ -303,13 +304,6 @@ class PaletteFit:
     notes: list = field(default_factory=list)
 
 
-def _notes(caught):
-    notes = []
-    for w in caught:
-        msg = str(w.message).split(". ")[0].rstrip(".") + "."
-        if msg not in notes:
-            notes.append(msg)
-    return notes
 
 
 def fit_palette(
@@ -390,7 +384,7 @@ def fit_palette(
     rgb = features_to_rgb(model.means_, data.space)
     if polish:
         rgb = polish_palette(data.rgb, data.weight, rgb)
-    return PaletteFit(_distinct_sorted(rgb_to_uint8(rgb)), model, _notes(caught))
+    return PaletteFit(_distinct_sorted(rgb_to_uint8(rgb)), model, collect_notes(caught))
 
 
 # =========================================================================================
@@ -773,7 +767,6 @@ def quantize_file(
     SegmentError
         For invalid options, unreadable inputs, existing outputs without ``overwrite``.
     """
-    from .pipeline import check_outputs, make_dir
 
     t0 = time.perf_counter()
     path, out_path = Path(path), Path(out_path)
