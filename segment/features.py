@@ -124,6 +124,7 @@ class PixelData:
     color_X: np.ndarray | None = None
     sampled: bool = False
     _lut: np.ndarray | None = None
+    _color_XT: np.ndarray | None = None
 
     @property
     def n_pixels(self):
@@ -136,7 +137,8 @@ class PixelData:
 
     @property
     def n_features(self):
-        return self.X.shape[1]
+        """Colour features, and two for the position when ``xy`` is set."""
+        return 3 + (2 if self.xy else 0)
 
     # -- strips of image rows ----------------------------------------------------------
 
@@ -156,16 +158,26 @@ class PixelData:
 
     def strip_features(self, a, b):
         """Features ((b-a) W, D) float32 of every pixel of image rows [a, b), invisible ones
-        included (their values are meaningless), and the visible mask (b-a, W) or None."""
+        included (their values are meaningless), and the visible mask (b-a, W) or None.
+
+        The array is column-major (a transposed (D, n) buffer): the E-step reads features
+        as rows of length n, and each column is written here without a copy.
+        """
         H, W = self.shape
+        n = (b - a) * W
+        out = np.empty((self.n_features, n), dtype=np.float32)
         if self.pixels8 is not None:
-            colour = self.color_X[self._color_rows(a, b).ravel()]
+            if self._color_XT is None:
+                self._color_XT = np.ascontiguousarray(self.color_X.T, dtype=np.float32)
+            np.take(self._color_XT, self._color_rows(a, b).ravel(), axis=1, out=out[:3])
         else:
-            colour = rgb_to_features(self.strip_rgb(a, b).reshape(-1, 3), self.space)
+            out[:3] = rgb_to_features(self.strip_rgb(a, b).reshape(-1, 3), self.space).T
         if self.xy:
-            colour = np.column_stack([colour, *_xy_columns(a, b, W, self.xy, max(H, W))])
+            scale = np.float32(self.xy / max(H, W))
+            out[3].reshape(b - a, W)[:] = np.arange(W, dtype=np.float32) * scale
+            out[4].reshape(b - a, W)[:] = (np.arange(a, b, dtype=np.float32) * scale)[:, None]
         visible = None if self.visible is None else self.visible[a:b]
-        return np.ascontiguousarray(colour, dtype=np.float32), visible
+        return out.T, visible
 
     def strip_rows(self, rows_per_strip):
         """(a, b) bounds of strips of at most ``rows_per_strip`` image rows."""
@@ -210,20 +222,12 @@ class _PixelSource(ChunkSource):
     def chunks(self, max_rows):
         d = self.data
         W = d.shape[1]
-        for a, b in d.strip_rows(max(1, min(max_rows, self.budget_rows) // max(W, 1))):
+        for a, b in d.strip_rows(max(1, self.budget_rows // max(W, 1))):
             X, visible = d.strip_features(a, b)
             if visible is not None:
                 X = X[visible.ravel()]
             for s in range(0, X.shape[0], max_rows):
                 yield X[s : s + max_rows], None
-
-
-def _xy_columns(a, b, W, weight, size):
-    """x and y features of every pixel of rows [a, b): position / size × weight."""
-    scale = np.float32(weight / size)
-    cols = np.tile(np.arange(W, dtype=np.float32) * scale, b - a)
-    rows = np.repeat(np.arange(a, b, dtype=np.float32) * scale, W)
-    return cols, rows
 
 
 def distinct_colors(pixels8, visible=None):

@@ -132,7 +132,7 @@ class FitOptions:
         """Smallest region kept, in pixels: the option, or by default 1/100 of the image."""
         if self.min_region is not None:
             return int(self.min_region)
-        return max(16, int(shape[0] * shape[1] / 100))
+        return max(1, int(shape[0] * shape[1] / 100))
 
     def to_dict(self):
         return asdict(self)

@@ -53,6 +53,7 @@ class Segmentation:
     options: FitOptions
     notes: list = field(default_factory=list)
     _labels: np.ndarray | None = None
+    _pixel_totals: dict = field(default_factory=dict)  # log-likelihood met while labelling
     selection: object = None  # gmm.Selection when k was chosen by BIC
 
     @property
@@ -82,6 +83,7 @@ class Segmentation:
                     budget_mib=budget,
                     out_dtype=dtype,
                     fill=fill,
+                    totals=self._pixel_totals,
                 )
             elif self.data.deduplicated:
                 labels = self.data.scatter(self.row_labels.astype(dtype), fill)
@@ -509,11 +511,15 @@ def model_document(seg, image, options, figures):
     }
 
 
-def _loglik_and_bic(model, data):
-    """Mean log-likelihood per pixel and BIC of all the (visible) pixels, from one pass."""
+def _loglik_and_bic(model, data, totals=None):
+    """Mean log-likelihood per pixel and BIC of all the (visible) pixels: from the pass that
+    made the labels when it measured them (``totals``), else from one pass."""
     if data.sampled:
-        loglik = float(model.score(data.pixel_source()))
         total = float(data.n_pixels)
+        if totals and totals.get("pixels") == data.n_pixels:
+            loglik = totals["loglik"] / total
+        else:
+            loglik = float(model.score(data.pixel_source()))
     else:
         loglik = float(model.score(data.X, data.weight))
         total = float(data.weight.sum()) if data.weight is not None else float(len(data.X))
@@ -521,9 +527,10 @@ def _loglik_and_bic(model, data):
 
 
 def figures_of(seg):
-    """Quality figures of a segmentation (one extra pass over the feature rows)."""
+    """Quality figures of a segmentation (at most one extra pass over the feature rows)."""
     m, d = seg.model, seg.data
-    loglik, bic = _loglik_and_bic(m, d)
+    psnr_db = seg.psnr()  # makes the labels, and measures the log-likelihood on the way
+    loglik, bic = _loglik_and_bic(m, d, seg._pixel_totals)
     return {
         "k": int(seg.k),
         "covariance_type": m.covariance_type,
@@ -531,7 +538,7 @@ def figures_of(seg):
         "converged": bool(m.converged_),
         "log_likelihood": loglik,
         "bic": bic,
-        "psnr_db": seg.psnr(),
+        "psnr_db": psnr_db,
         "pixels": d.n_pixels,
         "distinct_colours": len(d.X) if d.deduplicated else None,
         "resets": int(m.n_resets_),
@@ -734,12 +741,13 @@ def apply_file(
                 f"this image gives {data.X.shape[1]}."
             )
         seg = _segmentation(model, data, (), options)
-        loglik, bic = _loglik_and_bic(model, data)
+        psnr_db = seg.psnr()
+        loglik, bic = _loglik_and_bic(model, data, seg._pixel_totals)
         return seg, {
             "k": int(seg.k),
             "log_likelihood": loglik,
             "bic": bic,
-            "psnr_db": seg.psnr(),
+            "psnr_db": psnr_db,
             "pixels": data.n_pixels,
         }
 

@@ -304,8 +304,6 @@ class PaletteFit:
     notes: list = field(default_factory=list)
 
 
-
-
 def fit_palette(
     data,
     k,

@@ -12,6 +12,8 @@ bounded whatever the image size.
   many pixels are given the label that most of their border touches.
 """
 
+import heapq
+
 import numpy as np
 from scipy import ndimage
 
@@ -27,47 +29,193 @@ def strip_height(shape, n_components, budget_mib, halo=0):
     return int(min(H, max(8, rows)))
 
 
-def log_responsibilities(kernel, X):
-    """log r (K, n) float32 of the rows ``X`` (n, D), block by block through ``kernel``."""
+def log_responsibilities(kernel, X, loglik=None):
+    """log r (K, n) float32 of the rows ``X`` (n, D), block by block through ``kernel``;
+    the log-likelihood of each row goes into ``loglik`` (n,) when given."""
     out = np.empty((kernel.K, X.shape[0]), dtype=np.float32)
     for a in range(0, X.shape[0], kernel.rows):
         L, _ = kernel.logits(X[a : a + kernel.rows])
-        kernel.normalize(L)
+        ll = kernel.normalize(L)
+        if loglik is not None:
+            loglik[a : a + kernel.rows] = ll
         np.log(L, out=out[:, a : a + kernel.rows])
     return out
 
 
-def smoothed_labels(model, data, sigma, *, budget_mib=64.0, out_dtype=np.uint8, fill=255):
+#: Above this sigma (pixels) the Gaussian is approximated by three box filters, whose cost
+#: does not grow with the width (a true Gaussian costs 8 sigma + 1 taps per pixel).
+BOX_SIGMA = 2.0
+
+
+def _box_width(sigma):
+    """Odd width w of a box whose three-fold repetition has variance sigma² (w² - 1 = 4σ²)."""
+    return max(1, round(float(np.sqrt(4.0 * sigma * sigma + 1.0))) | 1)
+
+
+def _smooth(field, sigma, axes):
+    """Gaussian smoothing of ``field`` along ``axes`` (exact for small sigma, three box
+    filters for large), with the image edges extended ('nearest')."""
+    if sigma <= BOX_SIGMA:
+        sig = [sigma if ax in axes else 0 for ax in range(field.ndim)]
+        return ndimage.gaussian_filter(field, sigma=sig, mode="nearest")
+    w = _box_width(sigma)
+    out = field
+    for ax in axes:
+        for _ in range(3):
+            out = ndimage.uniform_filter1d(out, w, axis=ax, mode="nearest")
+    return out
+
+
+def smoothing_halo(sigma):
+    """Rows beyond a strip that its smoothed values depend on."""
+    if sigma <= BOX_SIGMA:
+        return int(np.ceil(4.0 * sigma))
+    return 3 * (_box_width(sigma) // 2)
+
+
+def smoothed_labels(
+    model, data, sigma, *, budget_mib=64.0, out_dtype=np.uint8, fill=255, totals=None
+):
     """Labels (H, W) from log-responsibilities smoothed by a Gaussian of ``sigma`` pixels.
 
     Invisible pixels neither vote nor get a label (they get ``fill``): the smoothing is a
-    normalised convolution over the visible pixels only.
+    normalised convolution over the visible pixels only. ``totals`` (a dict), if given,
+    receives the log-likelihood of all visible pixels, computed on the way. For a wide
+    Gaussian (large images) the smoothing runs on f×f block means (f = sigma // 2) and is
+    interpolated back
+    bilinearly: the smoothed field varies slowly at that scale, and a pixel whose four
+    surrounding blocks agree on the winner takes it directly (the winner of each corner wins
+    any convex combination of them), so only pixels near a boundary are interpolated.
     """
+    f = int(sigma // 2) if sigma > BOX_SIGMA else 1
+    if f <= 1:
+        return _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals)
+    return _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals)
+
+
+def _strip_logr(kernel, data, lo, hi, K, W, core, totals):
+    """Clipped log-responsibilities (K, hi-lo, W) of image rows [lo, hi), and the visible
+    mask; the log-likelihood of the visible pixels of the ``core`` rows [a, b) is added to
+    ``totals`` (a dict with 'loglik' and 'pixels'), which the figures reuse."""
+    X, visible = data.strip_features(lo, hi)
+    ll = np.empty(X.shape[0], dtype=np.float64) if totals is not None else None
+    logr = log_responsibilities(kernel, X, ll).reshape(K, hi - lo, W)
+    np.maximum(logr, LOG_FLOOR, out=logr)
+    if totals is not None:
+        a, b = core
+        rows = ll.reshape(hi - lo, W)[a - lo : b - lo]
+        if visible is not None:
+            rows = rows[visible[a - lo : b - lo]]
+        totals["loglik"] = totals.get("loglik", 0.0) + float(rows.sum())
+        totals["pixels"] = totals.get("pixels", 0) + int(rows.size)
+    return logr, visible
+
+
+def _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals=None):
     H, W = data.shape
     K = model.n_components
-    halo = int(np.ceil(4.0 * sigma))
+    halo = smoothing_halo(sigma)
     height = strip_height((H, W), K, budget_mib, halo)
     kernel = model.kernel()
     labels = np.empty((H, W), dtype=out_dtype)
     for a in range(0, H, height):
         b = min(H, a + height)
         lo, hi = max(0, a - halo), min(H, b + halo)
-        X, visible = data.strip_features(lo, hi)
-        logr = log_responsibilities(kernel, X).reshape(K, hi - lo, W)
-        np.maximum(logr, LOG_FLOOR, out=logr)
+        logr, visible = _strip_logr(kernel, data, lo, hi, K, W, (a, b), totals)
         if data.visible is not None:
             m = visible.astype(np.float32)
             logr *= m
-            num = ndimage.gaussian_filter(logr, sigma=(0, sigma, sigma), mode="nearest")
-            den = ndimage.gaussian_filter(m, sigma=sigma, mode="nearest")
-            smooth = num / np.maximum(den, 1e-12)
+            smooth = _smooth(logr, sigma, (1, 2)) / np.maximum(_smooth(m, sigma, (0, 1)), 1e-12)
         else:
-            smooth = ndimage.gaussian_filter(logr, sigma=(0, sigma, sigma), mode="nearest")
-        core = smooth[:, a - lo : a - lo + (b - a)]
-        labels[a:b] = np.argmax(core, axis=0)
+            smooth = _smooth(logr, sigma, (1, 2))
+        labels[a:b] = np.argmax(smooth[:, a - lo : a - lo + (b - a)], axis=0)
         if data.visible is not None:
             labels[a:b][~visible[a - lo : a - lo + (b - a)]] = fill
     return labels
+
+
+def _block_mean(x, f):
+    """Means of f×f blocks over the last two axes (lengths multiples of f), as sums of f
+    strided slices per axis (numpy reduces fast along contiguous axes only)."""
+    cols = x[..., 0::f].copy()
+    for j in range(1, f):
+        cols += x[..., j::f]
+    out = cols[..., 0::f, :].copy()
+    for i in range(1, f):
+        out += cols[..., i::f, :]
+    out *= 1.0 / (f * f)
+    return out
+
+
+def _pad_to(x, h, w):
+    """Edge-extend the last two axes to lengths h, w."""
+    pad = [(0, 0)] * (x.ndim - 2) + [(0, h - x.shape[-2]), (0, w - x.shape[-1])]
+    return np.pad(x, pad, mode="edge") if any(p[1] for p in pad) else x
+
+
+def _linear(n_full, offset, f, n_low):
+    """Lower cell, upper cell and weight of the upper one for full-resolution positions
+    ``offset + arange(n_full)`` on a grid of block centres ((i + 0.5) f - 0.5)."""
+    pos = (np.arange(n_full) + offset + 0.5) / f - 0.5
+    i0 = np.clip(np.floor(pos).astype(np.intp), 0, n_low - 1)
+    i1 = np.minimum(i0 + 1, n_low - 1)
+    w = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
+    return i0, i1, w
+
+
+def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=None):
+    H, W = data.shape
+    K = model.n_components
+    # A block mean has variance (f² - 1)/12 per axis: the low-resolution Gaussian adds the rest.
+    sigma_low = float(np.sqrt(max(sigma**2 - (f * f - 1) / 12.0, 0.25))) / f
+    halo = (smoothing_halo(sigma_low) + 2) * f
+    height = max(f, strip_height((H, W), K, budget_mib, halo) // f * f)
+    Wp = -(-W // f) * f
+    kernel = model.kernel()
+    labels = np.empty((H, W), dtype=out_dtype)
+    cols = _linear(W, 0, f, Wp // f)
+    for a in range(0, H, height):
+        b = min(H, a + height)
+        lo, hi = max(0, a - halo), min(H, b + halo)
+        hp = -(-(hi - lo) // f) * f
+        logr, visible = _strip_logr(kernel, data, lo, hi, K, W, (a, b), totals)
+        if data.visible is not None:
+            m = visible.astype(np.float32)
+            logr *= m
+            num = _smooth(_block_mean(_pad_to(logr, hp, Wp), f), sigma_low, (1, 2))
+            den = _smooth(_block_mean(_pad_to(m, hp, Wp), f), sigma_low, (0, 1))
+            low = num / np.maximum(den, 1e-12)
+        else:
+            low = _smooth(_block_mean(_pad_to(logr, hp, Wp), f), sigma_low, (1, 2))
+        rows = _linear(b - a, a - lo, f, hp // f)
+        labels[a:b] = _interpolated_argmax(low, rows, cols)
+        if data.visible is not None:
+            labels[a:b][~visible[a - lo : a - lo + (b - a)]] = fill
+    return labels
+
+
+def _interpolated_argmax(low, rows, cols):
+    """argmax over components of the bilinear interpolation of ``low`` (K, h, w) at the
+    full-resolution grid given by ``rows`` / ``cols`` (see :func:`_linear`)."""
+    r0, r1, wr = rows
+    c0, c1, wc = cols
+    win = np.argmax(low, axis=0)
+    corners = [win[np.ix_(r, c)] for r in (r0, r1) for c in (c0, c1)]
+    out = corners[0].copy()
+    undecided = np.zeros(out.shape, dtype=bool)
+    for other in corners[1:]:
+        undecided |= other != corners[0]
+    yy, xx = np.nonzero(undecided)
+    if yy.size:
+        wy, wx = wr[yy], wc[xx]
+        value = (
+            low[:, r0[yy], c0[xx]] * ((1 - wy) * (1 - wx))
+            + low[:, r0[yy], c1[xx]] * ((1 - wy) * wx)
+            + low[:, r1[yy], c0[xx]] * (wy * (1 - wx))
+            + low[:, r1[yy], c1[xx]] * (wy * wx)
+        )
+        out[yy, xx] = np.argmax(value, axis=0)
+    return out
 
 
 def pixel_labels(model, data, *, budget_mib=64.0, out_dtype=np.uint8, fill=255):
@@ -87,8 +235,13 @@ def pixel_labels(model, data, *, budget_mib=64.0, out_dtype=np.uint8, fill=255):
 
 
 def merge_small_regions(labels, min_region, *, n_labels, visible=None, connectivity=1):
-    """Give connected regions smaller than ``min_region`` pixels the label most of their
-    border touches, in place; repeated until no small region is left (or none can change).
+    """Merge connected regions smaller than ``min_region`` pixels into their neighbours,
+    in place: smallest first, each into the neighbour it shares the longest border with,
+    until no region is smaller (or a small region has no neighbour left).
+
+    The image is labelled into connected regions once; the merging then runs on the
+    region adjacency graph (region sizes and border lengths), and the pixels are relabelled
+    once at the end.
 
     Parameters
     ----------
@@ -105,24 +258,76 @@ def merge_small_regions(labels, min_region, *, n_labels, visible=None, connectiv
     if min_region <= 1:
         return labels
     structure = ndimage.generate_binary_structure(2, connectivity)
-    for _ in range(8):
-        regions, n_regions = _regions(labels, n_labels, visible, structure)
-        sizes = np.bincount(regions.ravel(), minlength=n_regions + 1)
-        sizes[0] = np.iinfo(sizes.dtype).max  # 0 = invisible, never merged
-        small = sizes < min_region
-        if not small.any():
-            break
-        target = _border_majority(labels, regions, small, visible)
-        changed = target >= 0
-        if not changed.any():
-            break
-        region_label = np.full(n_regions + 1, -1, dtype=np.int64)
-        region_label[changed.nonzero()[0]] = target[changed]
-        new = region_label[regions]
-        move = new >= 0
-        labels[move] = new[move]
-        del regions, new, move
+    regions, n = _regions(labels, n_labels, visible, structure)
+    sizes = np.bincount(regions.ravel(), minlength=n + 1).astype(np.int64)
+    if not (sizes[1:] < min_region).any():
+        return labels
+    label_of = np.zeros(n + 1, dtype=np.int64)
+    label_of[regions.ravel()] = labels.ravel()
+    target = _merge_graph(sizes, label_of, _borders(regions, n), min_region)
+    move = target != label_of
+    move[0] = False
+    if move.any():
+        pix = move[regions]
+        labels[pix] = target[regions[pix]]
     return labels
+
+
+def _borders(regions, n):
+    """Border lengths between regions: dict region -> {neighbour: pixels of border}."""
+    keys = []
+    for a, b in ((regions[1:], regions[:-1]), (regions[:, 1:], regions[:, :-1])):
+        sel = (a != b) & (a > 0) & (b > 0)
+        lo = np.minimum(a[sel], b[sel]).astype(np.int64)
+        hi = np.maximum(a[sel], b[sel]).astype(np.int64)
+        keys.append(lo * (n + 1) + hi)
+    uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
+    adjacency = {}
+    for key, c in zip(uniq.tolist(), counts.tolist(), strict=True):
+        i, j = divmod(key, n + 1)
+        adjacency.setdefault(i, {})[j] = c
+        adjacency.setdefault(j, {})[i] = c
+    return adjacency
+
+
+def _merge_graph(sizes, label_of, adjacency, min_region):
+    """Label of every region after merging the small ones on the adjacency graph."""
+    parent = list(range(len(sizes)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    sizes = sizes.tolist()
+    labels = label_of.tolist()
+    heap = [(sizes[i], i) for i in range(1, len(sizes)) if sizes[i] < min_region]
+    heapq.heapify(heap)
+    while heap:
+        size, i = heapq.heappop(heap)
+        if root(i) != i or size != sizes[i] or size >= min_region:
+            continue  # merged already, or grown since it was queued
+        neighbours = adjacency.get(i, {})
+        if not neighbours:
+            continue
+        j = max(neighbours, key=lambda r: (neighbours[r], sizes[r], -r))
+        # i joins j: j keeps its label; borders of i become borders of j.
+        parent[i] = j
+        sizes[j] += sizes[i]
+        nj = adjacency.setdefault(j, {})
+        nj.pop(i, None)
+        for r, c in neighbours.items():
+            if r == j:
+                continue
+            nj[r] = nj.get(r, 0) + c
+            nr = adjacency[r]
+            nr.pop(i, None)
+            nr[j] = nr.get(j, 0) + c
+        adjacency.pop(i, None)
+        if sizes[j] < min_region:
+            heapq.heappush(heap, (sizes[j], j))
+    return np.array([labels[root(i)] for i in range(len(sizes))], dtype=np.int64)
 
 
 def _regions(labels, n_labels, visible, structure):
@@ -140,41 +345,6 @@ def _regions(labels, n_labels, visible, structure):
         regions[mask] = lab[mask]
         offset += n
     return regions, offset
-
-
-def _border_majority(labels, regions, small, visible):
-    """For each region id, the label that most of its border touches, if it is small and has
-    a neighbour of another label; -1 otherwise. Neighbours in regions that are large enough
-    count first, so that two small neighbours do not just swap labels."""
-    src_parts, dst_parts, big_parts = [], [], []
-    for axis in (0, 1):
-        a = [slice(None), slice(None)]
-        b = [slice(None), slice(None)]
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        ra, rb = regions[tuple(a)], regions[tuple(b)]
-        la, lb = labels[tuple(a)], labels[tuple(b)]
-        differ = (ra != rb) & (ra > 0) & (rb > 0)
-        for src, dst, dst_region in ((ra, lb, rb), (rb, la, ra)):
-            sel = differ & small[src]
-            src_parts.append(src[sel].astype(np.int64))
-            dst_parts.append(dst[sel].astype(np.int64))
-            big_parts.append(~small[dst_region[sel]])
-    target = np.full(len(small), -1, dtype=np.int64)
-    src, dst, big = (np.concatenate(p) for p in (src_parts, dst_parts, big_parts))
-    if src.size == 0:
-        return target
-    n_labels = int(dst.max()) + 1
-    for keep in (~big, big):  # the second pass (big neighbours) overrides the first
-        if not keep.any():
-            continue
-        keys, counts = np.unique(src[keep] * n_labels + dst[keep], return_counts=True)
-        region, label = keys // n_labels, keys % n_labels
-        order = np.lexsort((-counts, region))  # by region, most frequent label first
-        region, label = region[order], label[order]
-        first = np.ones(len(region), dtype=bool)
-        first[1:] = region[1:] != region[:-1]
-        target[region[first]] = label[first]
-    return target
 
 
 def labels_psnr(data, labels, palette):

@@ -165,3 +165,50 @@ def test_overlay_draws_boundaries_only_between_segments():
     labels[:, 6:] = 1
     edge = soft.boundaries(labels)
     assert edge[:, 5:7].all() and not edge[:, :5].any() and not edge[:, 7:].any()
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_wide_smoothing_on_blocks_is_strip_invariant_and_close_to_full(alpha):
+    image, truth = noisy_regions(seed=6, shape=(150, 170), alpha=alpha)
+    seg = fit(image, smooth=0.0, min_region=0)
+    sigma = 6.0  # blocks of 3 x 3
+    whole = spatial.smoothed_labels(seg.model, seg.data, sigma, budget_mib=1024)
+    for budget in (0.1, 0.4):
+        strips = spatial.smoothed_labels(seg.model, seg.data, sigma, budget_mib=budget)
+        assert np.array_equal(whole, strips)
+    full = spatial._smoothed_full(seg.model, seg.data, sigma, 1024, np.uint8, 255)
+    visible = np.ones(truth.shape, bool) if image.alpha is None else image.alpha
+    assert (whole == full)[visible].mean() > 0.97
+
+
+def test_interpolated_argmax_equals_brute_force():
+    rng = np.random.default_rng(0)
+    low = rng.normal(size=(4, 7, 9)).astype(np.float32)
+    rows = spatial._linear(20, 0, 3, 7)
+    cols = spatial._linear(26, 0, 3, 9)
+    fast = spatial._interpolated_argmax(low, rows, cols)
+    (r0, r1, wr), (c0, c1, wc) = rows, cols
+    wy, wx = wr[:, None], wc[None, :]
+    full = (
+        low[:, r0][:, :, c0] * (1 - wy) * (1 - wx)
+        + low[:, r0][:, :, c1] * (1 - wy) * wx
+        + low[:, r1][:, :, c0] * wy * (1 - wx)
+        + low[:, r1][:, :, c1] * wy * wx
+    )
+    assert np.array_equal(fast, np.argmax(full, axis=0))
+
+
+def test_loglik_measured_while_labelling_equals_a_separate_pass():
+    from segment.pipeline import figures_of
+
+    image, _ = noisy_regions(seed=7, shape=(120, 160))
+    options = FitOptions(k=4, xy=1.0, sample=5000, smooth=1.5)
+    data = pixel_data(image, **options.data_kwargs())
+    assert data.sampled
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seg = fit_data(data, options)
+    figures = figures_of(seg)
+    assert seg._pixel_totals["pixels"] == data.n_pixels
+    separate = seg.model.score(data.pixel_source())
+    assert figures["log_likelihood"] == pytest.approx(separate, rel=1e-5)
