@@ -150,6 +150,10 @@ class PixelData:
             self._lut = lut
         return self._lut[color_keys(self.pixels8[a:b])]
 
+    def release_lookup(self):
+        """Free the colour-to-row lookup table (2^24 int32) until it is needed again."""
+        self._lut = None
+
     def strip_rgb(self, a, b):
         """Colours (b-a, W, 3) float32 in [0, 1] of image rows [a, b)."""
         if self.pixels8 is not None:
@@ -316,6 +320,15 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_col
     return _fit_rows(data, max_rows, seed)
 
 
+def _uniform_subset(n, m, rng):
+    """``m`` distinct sorted indices of ``range(n)``, uniformly, without the permutation of
+    all n that ``Generator.choice(replace=False)`` makes when m is a sizeable fraction."""
+    draw = np.unique(rng.integers(0, n, size=m + m // 4 + 64))
+    while draw.size < m:  # rare: too many repeats
+        draw = np.union1d(draw, rng.integers(0, n, size=m))
+    return np.sort(rng.choice(draw, size=m, replace=False))
+
+
 #: Range of the colour features of each space, which scales the position features.
 SPACE_RANGE = {"rgb": 1.0, "lab": 100.0}
 
@@ -337,7 +350,7 @@ def _fit_rows(data, max_rows, seed):
         data.rgb = np.concatenate(rgbs)
         return data
     flat = None if data.visible is None else np.flatnonzero(data.visible)
-    pick = np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+    pick = _uniform_subset(n, max_rows, np.random.default_rng(seed))
     idx = pick if flat is None else flat[pick]
     data.sampled = True
     rows, cols = np.divmod(idx, W)

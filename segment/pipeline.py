@@ -96,6 +96,7 @@ class Segmentation:
                 spatial.merge_similar_neighbours(
                     labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
                 )
+            self.data.release_lookup()  # 64 MB; rebuilt if soft maps need it
             if self.min_region > 1 and self.k > 1:
                 spatial.merge_small_regions(
                     labels, self.min_region, n_labels=self.k, visible=self.data.visible

@@ -22,9 +22,11 @@ LOG_FLOOR = -10.0
 
 
 def strip_height(shape, n_components, budget_mib, halo=0):
-    """Image rows per strip so that a few (K, rows, W) float32 arrays fit the budget."""
+    """Image rows per strip so that the strip's arrays fit the budget: measured, about six
+    (K + 4, rows, W) float32 arrays' worth (features, log-responsibilities, log-likelihoods,
+    padded and block-mean copies, smoothing buffers)."""
     H, W = shape
-    per_row = max(1, W) * (n_components + 4) * 4 * 3
+    per_row = max(1, W) * (n_components + 4) * 4 * 6
     rows = int(budget_mib * 2**20 // per_row) - 2 * halo
     return int(min(H, max(8, rows)))
 
@@ -164,33 +166,39 @@ def _linear(n_full, offset, f, n_low):
 
 
 def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=None):
+    """Wide smoothing: the f×f block means of the log-responsibilities of the whole image
+    (small: K (H/f) (W/f) values) are gathered strip by strip, smoothed at once, then read
+    back by :func:`_interpolated_argmax`; every pixel's responsibilities are computed once."""
     H, W = data.shape
     K = model.n_components
     # A block mean has variance (f² - 1)/12 per axis: the low-resolution Gaussian adds the rest.
     sigma_low = float(np.sqrt(max(sigma**2 - (f * f - 1) / 12.0, 0.25))) / f
-    halo = (smoothing_halo(sigma_low) + 2) * f
-    height = max(f, strip_height((H, W), K, budget_mib, halo) // f * f)
-    Wp = -(-W // f) * f
+    Hp, Wp = -(-H // f) * f, -(-W // f) * f
+    num = np.empty((K, Hp // f, Wp // f), dtype=np.float32)
+    den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
+    height = max(f, strip_height((H, W), K, budget_mib) // f * f)
     kernel = model.kernel()
-    labels = np.empty((H, W), dtype=out_dtype)
-    cols = _linear(W, 0, f, Wp // f)
     for a in range(0, H, height):
         b = min(H, a + height)
-        lo, hi = max(0, a - halo), min(H, b + halo)
-        hp = -(-(hi - lo) // f) * f
-        logr, visible = _strip_logr(kernel, data, lo, hi, K, W, (a, b), totals)
-        if data.visible is not None:
+        logr, visible = _strip_logr(kernel, data, a, b, K, W, (a, b), totals)
+        hp = -(-(b - a) // f) * f
+        if den is not None:
             m = visible.astype(np.float32)
             logr *= m
-            num = _smooth(_block_mean(_pad_to(logr, hp, Wp), f), sigma_low, (1, 2))
-            den = _smooth(_block_mean(_pad_to(m, hp, Wp), f), sigma_low, (0, 1))
-            low = num / np.maximum(den, 1e-12)
-        else:
-            low = _smooth(_block_mean(_pad_to(logr, hp, Wp), f), sigma_low, (1, 2))
-        rows = _linear(b - a, a - lo, f, hp // f)
-        labels[a:b] = _interpolated_argmax(low, rows, cols)
-        if data.visible is not None:
-            labels[a:b][~visible[a - lo : a - lo + (b - a)]] = fill
+            den[a // f : a // f + hp // f] = _block_mean(_pad_to(m, hp, Wp), f)
+        num[:, a // f : a // f + hp // f] = _block_mean(_pad_to(logr, hp, Wp), f)
+        del logr
+    low = _smooth(num, sigma_low, (1, 2))
+    if den is not None:
+        low /= np.maximum(_smooth(den, sigma_low, (0, 1)), 1e-12)
+    labels = np.empty((H, W), dtype=out_dtype)
+    cols = _linear(W, 0, f, Wp // f)
+    rows_per = max(1, (1 << 20) // max(W, 1))
+    for a in range(0, H, rows_per):
+        b = min(H, a + rows_per)
+        labels[a:b] = _interpolated_argmax(low, _linear(b - a, a, f, Hp // f), cols)
+    if data.visible is not None:
+        labels[~data.visible] = fill
     return labels
 
 
@@ -259,31 +267,60 @@ def merge_small_regions(labels, min_region, *, n_labels, visible=None, connectiv
         return labels
     structure = ndimage.generate_binary_structure(2, connectivity)
     regions, n = _regions(labels, n_labels, visible, structure)
-    sizes = np.bincount(regions.ravel(), minlength=n + 1).astype(np.int64)
+    # Everything indexed by region id goes strip by strip: numpy turns an int32 index
+    # array into a full-size int64 copy.
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    label_of = np.zeros(n + 1, dtype=np.int64)
+    for rows in _row_blocks(regions.shape):
+        sizes += np.bincount(regions[rows].ravel(), minlength=n + 1)
+        label_of[regions[rows].ravel()] = labels[rows].ravel()
     if not (sizes[1:] < min_region).any():
         return labels
-    label_of = np.zeros(n + 1, dtype=np.int64)
-    label_of[regions.ravel()] = labels.ravel()
     target = _merge_graph(sizes, label_of, _borders(regions, n), min_region)
     move = target != label_of
     move[0] = False
     if move.any():
-        pix = move[regions]
-        labels[pix] = target[regions[pix]]
+        for rows in _row_blocks(regions.shape):
+            r = regions[rows]
+            pix = move[r]
+            labels[rows][pix] = target[r[pix]]
     return labels
 
 
+def _row_blocks(shape, pixels=1 << 20):
+    """Slices of image rows holding about ``pixels`` pixels each."""
+    H, W = shape
+    step = max(1, pixels // max(W, 1))
+    return [slice(a, min(H, a + step)) for a in range(0, H, step)]
+
+
 def _borders(regions, n):
-    """Border lengths between regions: dict region -> {neighbour: pixels of border}."""
+    """Border lengths between regions: dict region -> {neighbour: pixels of border},
+    counted block by block of rows (vertical pairs cross into the next block)."""
+    H = regions.shape[0]
     keys = []
-    for a, b in ((regions[1:], regions[:-1]), (regions[:, 1:], regions[:, :-1])):
-        sel = (a != b) & (a > 0) & (b > 0)
-        lo = np.minimum(a[sel], b[sel]).astype(np.int64)
-        hi = np.maximum(a[sel], b[sel]).astype(np.int64)
-        keys.append(lo * (n + 1) + hi)
-    uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
+    for rows in _row_blocks(regions.shape):
+        below = slice(rows.start + 1, min(H, rows.stop + 1))
+        top = regions[rows.start : below.stop - 1]
+        for a, b in ((regions[rows][:, 1:], regions[rows][:, :-1]), (top, regions[below])):
+            sel = a != b
+            sel &= a > 0
+            sel &= b > 0
+            if sel.any():
+                lo = np.minimum(a[sel], b[sel]).astype(np.int64)
+                hi = np.maximum(a[sel], b[sel]).astype(np.int64)
+                keys.append(np.unique(lo * (n + 1) + hi, return_counts=True))
     adjacency = {}
-    for key, c in zip(uniq.tolist(), counts.tolist(), strict=True):
+    if not keys:
+        return adjacency
+    uniq = np.concatenate([k for k, _ in keys])
+    counts = np.concatenate([c for _, c in keys])
+    order = np.argsort(uniq, kind="stable")
+    uniq, counts = uniq[order], counts[order]
+    first = np.ones(len(uniq), dtype=bool)
+    first[1:] = uniq[1:] != uniq[:-1]
+    totals = np.add.reduceat(counts, np.flatnonzero(first))
+    for key, c in zip(uniq[first].tolist(), totals.tolist(), strict=True):
         i, j = divmod(key, n + 1)
         adjacency.setdefault(i, {})[j] = c
         adjacency.setdefault(j, {})[i] = c
@@ -330,21 +367,62 @@ def _merge_graph(sizes, label_of, adjacency, min_region):
     return np.array([labels[root(i)] for i in range(len(sizes))], dtype=np.int64)
 
 
-def _regions(labels, n_labels, visible, structure):
-    """Connected regions of equal label: ids (H, W) int32 from 1; 0 for invisible pixels."""
-    regions = np.zeros(labels.shape, dtype=np.int32)
+def _regions(labels, n_labels, visible, structure, rows=1024):
+    """Connected regions of equal label: ids (H, W) int32 from 1; 0 for invisible pixels.
+
+    Labelled strip by strip (so that the only full-size array is the result), then the
+    regions that continue across a strip boundary are joined (union-find on the pairs of
+    ids that touch there) and renumbered 1..n.
+    """
+    H, W = labels.shape
+    regions = np.zeros((H, W), dtype=np.int32)
     offset = 0
-    for k in range(n_labels):
-        mask = labels == k
-        if visible is not None:
-            mask &= visible
-        if not mask.any():
-            continue
-        lab, n = ndimage.label(mask, structure=structure, output=np.int32)
-        lab[mask] += offset
-        regions[mask] = lab[mask]
-        offset += n
-    return regions, offset
+    for a in range(0, H, rows):
+        b = min(H, a + rows)
+        strip = labels[a:b]
+        lab = np.empty(strip.shape, dtype=np.int32)
+        for k in range(n_labels):
+            mask = strip == k
+            if visible is not None:
+                mask &= visible[a:b]
+            if not mask.any():
+                continue
+            n = ndimage.label(mask, structure=structure, output=lab)
+            np.add(lab, offset, out=regions[a:b], where=mask)
+            offset += n
+    if H <= rows:
+        return regions, offset
+    parent = np.arange(offset + 1, dtype=np.int64)
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    shifts = [(slice(None), slice(None))]
+    if structure[0, 0] or structure[0, 2]:  # 8-connectivity: diagonal neighbours too
+        shifts += [(slice(0, -1), slice(1, None)), (slice(1, None), slice(0, -1))]
+    for b in range(rows, H, rows):
+        up, down = regions[b - 1], regions[b]
+        lu, ld = labels[b - 1], labels[b]
+        for su, sd in shifts:
+            u, d = up[su], down[sd]
+            same = (u > 0) & (d > 0) & (lu[su] == ld[sd])
+            for i, j in set(zip(u[same].tolist(), d[same].tolist(), strict=True)):
+                ri, rj = root(i), root(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+    while True:  # pointer jumping until every id points at its root
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            break
+        parent = nxt
+    _, renumber = np.unique(parent, return_inverse=True)
+    renumber = renumber.astype(np.int32)  # root 0 (invisible) stays 0: it is the smallest
+    for a in range(0, H, rows):
+        regions[a : a + rows] = renumber[regions[a : a + rows]]
+    return regions, int(renumber.max())
 
 
 def labels_psnr(data, labels, palette):

@@ -212,3 +212,18 @@ def test_loglik_measured_while_labelling_equals_a_separate_pass():
     assert seg._pixel_totals["pixels"] == data.n_pixels
     separate = seg.model.score(data.pixel_source())
     assert figures["log_likelihood"] == pytest.approx(separate, rel=1e-5)
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_regions_by_strips_equal_one_labelling(connectivity):
+    rng = np.random.default_rng(3)
+    labels = ndimage.zoom(rng.integers(0, 3, (12, 15)), 5, order=0).astype(np.uint8)
+    labels[rng.random(labels.shape) < 0.05] = 1
+    visible = rng.random(labels.shape) > 0.02
+    structure = ndimage.generate_binary_structure(2, connectivity)
+    strips, n = spatial._regions(labels, 3, visible, structure, rows=7)
+    whole, m = spatial._regions(labels, 3, visible, structure, rows=10_000)
+    assert n == m and ((strips > 0) == visible).all()
+    # the same partition (ids may differ): a one-to-one map between the two labellings
+    pairs = np.unique(np.stack([strips[visible], whole[visible]]), axis=1)
+    assert pairs.shape[1] == n
