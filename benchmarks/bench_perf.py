@@ -102,6 +102,48 @@ def ours_fit(mp):
     return {"fit_predict_s": time.perf_counter() - t0, "n_iter": int(m.n_iter_)}
 
 
+def threads(mp, n_threads=2, repeat=3):
+    """One E-step pass over all pixels with 1 and with ``n_threads`` Python threads, each
+    with its own kernel, blocks handed out in order and the sums added in block order."""
+    import threading
+
+    import gmm
+    from gmm.chunks import ArraySource
+
+    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
+    w0, m0, p0 = common_start(X, K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = gmm.GaussianMixture(
+            K, weights_init=w0, means_init=m0, precisions_init=p0, max_iter=1, tol=0
+        ).fit(X[:1000])
+    source = ArraySource(X)
+
+    def run(t):
+        kernels = [model.kernel() for _ in range(t)]
+        blocks = list(source.chunks(kernels[0].rows))
+        sums = [None] * len(blocks)
+
+        def work(i0, kernel):
+            for i in range(i0, len(blocks), t):
+                L, phi = kernel.logits(blocks[i][0])
+                kernel.normalize(L)
+                sums[i] = L @ phi.T
+
+        workers = [threading.Thread(target=work, args=(i, k)) for i, k in enumerate(kernels)]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        total = np.sum(np.stack(sums).astype(np.float64), axis=0)
+        return time.perf_counter() - t0, total
+
+    one = min(run(1)[0] for _ in range(repeat))
+    two = min(run(n_threads)[0] for _ in range(repeat))
+    return {"one_s": one, "two_s": two}
+
+
 def sklearn_iteration(mp, iters=3):
     from sklearn.mixture import GaussianMixture
 
