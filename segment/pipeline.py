@@ -1,9 +1,11 @@
-"""The work of the commands, one function each: segment an image, apply a saved model,
-quantise an image. The CLI only parses options and calls these.
+"""The work of ``segment image`` and ``segment apply``, one function each (quantisation
+lives in :mod:`segment.quantize`, folders in :mod:`segment.batch`). The CLI only parses
+options and calls these.
 
-``segment_file`` is: load → pixel features → fit (EM) → labels → outputs. Each output is
-written atomically; ``NAME.model.json`` is written last, so its presence marks a complete
-set of outputs (batch ``--resume`` relies on that).
+``segment_file`` is: load → pixel features → fit (EM, or BIC selection) → labels (smoothed,
+small regions merged) → outputs. The outputs of an image are written as one atomic group:
+all of them or none; ``NAME.model.json`` lands last, so its presence marks a complete set
+(batch ``--resume`` relies on that).
 """
 
 import errno
