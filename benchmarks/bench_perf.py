@@ -33,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-from _measure import common_start, print_table, rss_mb, run_isolated
+from _measure import common_start, print_table, run_isolated
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -66,28 +66,6 @@ def machine_limit(mp):
         np.copyto(Y, X)
         best = min(best, time.perf_counter() - t0)
     return {"limit_s": best}
-
-
-def ours_iteration(mp, iters=5):
-    import gmm
-
-    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
-    base = rss_mb()
-    w0, m0, p0 = common_start(X, K)
-    stamps = []
-    model = gmm.GaussianMixture(
-        K,
-        weights_init=w0,
-        means_init=m0,
-        precisions_init=p0,
-        max_iter=iters,
-        tol=0,
-        callback=lambda i, v: stamps.append(time.perf_counter()),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X)
-    return {"it_s": (stamps[-1] - stamps[0]) / (len(stamps) - 1), "base_mb": base}
 
 
 def ours_fit(mp):
@@ -142,29 +120,6 @@ def threads(mp, n_threads=2, repeat=3):
     one = min(run(1)[0] for _ in range(repeat))
     two = min(run(n_threads)[0] for _ in range(repeat))
     return {"one_s": one, "two_s": two}
-
-
-def sklearn_iteration(mp, iters=3):
-    from sklearn.mixture import GaussianMixture
-
-    X = np.load(DATA / f"pixels_{mp:g}mp.npy")
-    w0, m0, p0 = common_start(X, K)
-    m = GaussianMixture(
-        K,
-        weights_init=w0,
-        means_init=m0,
-        precisions_init=p0,
-        max_iter=iters,
-        tol=0,
-        init_params="random_from_data",
-        random_state=0,
-    )
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m.fit(X)
-    total = time.perf_counter() - t0
-    return {"it_s": total / (iters + 1)}  # its fit ends with one more E-step
 
 
 def kmeans_iteration(mp, iters=5):
@@ -227,28 +182,28 @@ def main():
         _files(mp)
         row = {"MP": mp}
         lim = run_isolated("bench_perf", "machine_limit", mp)
-        it = run_isolated("bench_perf", "ours_iteration", mp)
+        it = run_isolated("bench_em", "ours", mp, 5)  # the same measurement as bench_em
         fit = run_isolated("bench_perf", "ours_fit", mp)
         row.update(
             {
                 "N": int(mp * 1e6),
                 "exp+pass": lim["limit_s"],
-                "ours_it": it["it_s"],
-                "it/limit": it["it_s"] / lim["limit_s"],
-                "ours_it_MB": it["peak_rss_mb"] - it["base_mb"],
+                "ours_it": it["s_per_iter"],
+                "it/limit": it["s_per_iter"] / lim["limit_s"],
+                "ours_it_MB": it["peak_rss_mb"] - it["base_rss_mb"],
                 "ours_fit+pred": fit["fit_predict_s"],
                 "iters": fit["n_iter"],
             }
         )
         if not args.skip_sklearn:
-            sk = run_isolated("bench_perf", "sklearn_iteration", mp)
+            sk = run_isolated("bench_em", "sklearn", mp, 3)
             km = run_isolated("bench_perf", "kmeans_iteration", mp)
-            sk_total = (fit["n_iter"] + 2) * sk["it_s"]
+            sk_total = (fit["n_iter"] + 2) * sk["s_per_iter"]
             row.update(
                 {
-                    "sk_it": sk["it_s"],
-                    "sk/ours_it": sk["it_s"] / it["it_s"],
-                    "sk_MB": sk["peak_rss_mb"] - it["base_mb"],
+                    "sk_it": sk["s_per_iter"],
+                    "sk/ours_it": sk["s_per_iter"] / it["s_per_iter"],
+                    "sk_MB": sk["peak_rss_mb"] - it["base_rss_mb"],
                     "km_it": km["it_s"],
                     "sk_fit+pred(est)": sk_total,
                 }
