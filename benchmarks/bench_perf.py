@@ -6,6 +6,7 @@ size) it measures, each in a fresh process so that peak memory is its own:
 
 - ``exp+pass``: one float32 ``exp`` over N×8 values plus one copy of the pixels (the
   machine's limit for an EM iteration, measured in the same process as ours);
+- ``estep_1thr`` / ``estep_2thr``: one E-step pass with 1 and 2 Python threads;
 - ``ours_it``: our EM iteration over all N pixels (K=8, full, float32, no deduplication);
 - ``sk_it``: scikit-learn's GaussianMixture iteration from the same start (float32 input);
 - ``ours_fit``: our fit to convergence (tol 1e-3, kmeans init) over all pixels;
@@ -184,6 +185,8 @@ def main():
         lim = run_isolated("bench_perf", "machine_limit", mp)
         it = run_isolated("bench_em", "ours", mp, 5)  # the same measurement as bench_em
         fit = run_isolated("bench_perf", "ours_fit", mp)
+        thr = run_isolated("bench_perf", "threads", mp)
+        row.update({"estep_1thr": thr["one_s"], "estep_2thr": thr["two_s"]})
         row.update(
             {
                 "N": int(mp * 1e6),
