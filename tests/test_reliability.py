@@ -10,17 +10,16 @@ agree). The ``cli`` column of ``tests/data/odd/INDEX.tsv`` names what each file 
 Faults of the file system and kills are in test_reliability_faults.py.
 """
 
-import importlib.util
 import json
 import os
 import re
 import stat
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import reliability_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
@@ -31,21 +30,7 @@ from segment.io import count_frames, load_image
 from segment.options import FitOptions
 from segment.pipeline import segment_file
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_table_module():
-    if "reliability_table" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "reliability_table", ROOT / "benchmarks" / "reliability_table.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["reliability_table"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["reliability_table"]
-
-
-RT = _load_table_module()
+RT = reliability_table()
 ODD = RT.ODD
 ROWS = RT.read_index()
 BY_NAME = {row["file"]: row for row in ROWS}

@@ -11,16 +11,15 @@ exit statuses, stderr and signals.
 """
 
 import errno
-import importlib.util
 import os
 import re
 import signal
 import stat
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import reliability_table
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
@@ -30,21 +29,7 @@ from segment.cli import app
 from segment.errors import SegmentError
 from segment.io import TEMP_PREFIX, atomic_group, atomic_write
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_table_module():
-    if "reliability_table" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "reliability_table", ROOT / "benchmarks" / "reliability_table.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["reliability_table"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["reliability_table"]
-
-
-RT = _load_table_module()
+RT = reliability_table()
 PARALLEL = max(2, min(4, os.cpu_count() or 2))
 #: The order in which `segment image` writes its outputs (the model file last).
 WRITE_ORDER = ["segmented", "quantized", "labels", "loglik", "density", "model"]
