@@ -120,10 +120,6 @@ class DaskSource(ChunkSource):
             w = w.rechunk((X.chunks[0],))
         return w
 
-    @property
-    def n_blocks(self):
-        return len(self._x_blocks)
-
     def _compute(self, *values):
         return self._dask.compute(*values, scheduler=self.scheduler)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import gmm
+from gmm.init import lloyd
 
 from .errors import SegmentError
 from .features import color_keys, features_to_rgb, keys_to_rgb8, pixel_data, rgb_to_uint8
@@ -228,8 +229,9 @@ def dither_indices(pixels, palette, visible=None):
 
 
 def polish_palette(rgb, weight, palette01, *, max_iter=30, rtol=1e-4, max_rows=262_144, seed=0):
-    """Weighted Lloyd iterations in RGB: every palette colour moves to the weighted mean of
-    the rows nearest to it, until the squared error improves by less than ``rtol``.
+    """Weighted Lloyd iterations in RGB (gmm's k-means step): every palette colour moves to
+    the weighted mean of the rows nearest to it, until no row changes colour or the colours
+    move less than ``rtol`` times the rows' mean variance.
 
     The squared error of the nearest-colour mapping never increases from one iteration to
     the next. A colour that no row is nearest to moves to the row with the largest weighted
@@ -245,7 +247,7 @@ def polish_palette(rgb, weight, palette01, *, max_iter=30, rtol=1e-4, max_rows=2
     palette01 : ndarray (P, 3)
         Starting palette in [0, 1].
     max_iter, rtol : int, float
-        Iteration limit and relative improvement of the squared error below which to stop.
+        Iteration limit and relative movement of the colours below which to stop.
     max_rows : int
         Rows above which a weighted sample is used.
     seed : int
@@ -263,28 +265,7 @@ def polish_palette(rgb, weight, palette01, *, max_iter=30, rtol=1e-4, max_rows=2
         x, w = x[rows], w.astype(np.float64)
     x = np.asarray(x, dtype=np.float64)
     centres = np.clip(np.array(palette01, dtype=np.float64), 0.0, 1.0)
-    P = len(centres)
-    previous = np.inf
-    for _ in range(max_iter):
-        nearest = NearestColour(centres, len(x))
-        idx = np.empty(len(x), dtype=np.intp)
-        for a in range(0, len(x), BLOCK_ROWS):
-            idx[a : a + BLOCK_ROWS] = nearest(x[a : a + BLOCK_ROWS])
-        d2 = ((x - centres[idx]) ** 2).sum(axis=1)
-        sse = float(w @ d2)
-        if previous - sse <= rtol * sse:
-            break
-        previous = sse
-        N = np.bincount(idx, weights=w, minlength=P)
-        S = np.stack([np.bincount(idx, weights=w * x[:, j], minlength=P) for j in range(3)], 1)
-        full = N > 0
-        centres[full] = S[full] / N[full, None]
-        empty = np.flatnonzero(~full)
-        if empty.size:
-            worst = np.argsort(-(w * d2), kind="stable")[: empty.size]
-            worst = worst[d2[worst] > 0]
-            centres[empty[: worst.size]] = x[worst]
-    return centres
+    return lloyd(x, w, centres, max_iter=max_iter, tol=rtol)
 
 
 def _distinct_sorted(palette):
