@@ -138,7 +138,7 @@ class DaskSource(ChunkSource):
         shipped); the per-block results are added up here in block order.
         """
         delayed = self._dask.delayed
-        spec = delayed((kernel.A, kernel.fmap, kernel.shift, kernel.dtype, kernel.rows), pure=True)
+        spec = delayed(kernel.spec(), pure=True)
         tasks = [
             delayed(block_accumulate, pure=True)(
                 spec, xb, None if self._w_blocks is None else self._w_blocks[i]
@@ -156,7 +156,7 @@ class DaskSource(ChunkSource):
 
 def block_accumulate(spec, x, w):
     """The E-step sums of one block, on a worker: :func:`gmm.estep.accumulate` with a fresh
-    kernel built from ``spec`` = (A, fmap, shift, dtype, rows)."""
+    kernel built from ``spec`` (:meth:`gmm.estep.Kernel.spec`)."""
     from .estep import Kernel, accumulate
 
     return accumulate(Kernel(*spec), ArraySource(np.asarray(x), w))

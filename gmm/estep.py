@@ -6,11 +6,13 @@ fill the quadratic features Φ (F, n), one matrix product for the log-densities 
 max-shifted log-sum-exp in place, and one matrix product for the sufficient statistics.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .chunks import rows_for_budget
 from .covariance import STATS_KIND, precisions_and_logdet
-from .stats import FeatureMap, SuffStats
+from .stats import LOG_2PI, FeatureMap, SuffStats
 
 
 def block_rows(n_components, fmap, dtype, chunk_mib):
@@ -35,12 +37,20 @@ class Kernel:
     dtype : float32 or float64
     rows : int
         Maximum rows of a block.
+    offset : float
+        An upper bound of the log-densities (the logits are kept minus it, and clipped at
+        0); the closer to the data's log-densities, the fewer rows take the slower path of
+        :meth:`normalize`.
     """
 
-    def __init__(self, A, fmap, shift, dtype, rows):
+    def __init__(self, A, fmap, shift, dtype, rows, offset=0.0):
         self.dtype = np.dtype(dtype)
         self.fmap = fmap
         self.rows = rows
+        self.coef = np.array(A, dtype=np.float64)
+        self.offset = float(offset)
+        A = self.coef.copy()
+        A[:, 0] -= self.offset
         self.A = np.ascontiguousarray(A, dtype=self.dtype)
         # Coefficients below the smallest normal number (e.g. a near-zero precision between
         # uncorrelated features) would be subnormal operands: flush them, or every product
@@ -52,23 +62,62 @@ class Kernel:
         self.phi = np.empty((fmap.F, rows), dtype=self.dtype)
         self.phi[0] = 1.0
         self.L = np.empty((self.K, rows), dtype=self.dtype)
-        self.v = np.empty((3, rows), dtype=self.dtype)
-        self.floor = self.dtype.type(-60.0 if self.dtype == np.float32 else -600.0)
-        self.ones = np.ones(self.K, dtype=self.dtype)
+        self.v = np.empty((4, rows), dtype=self.dtype)
+        self.v[3] = 1.0
         self.scratch = np.empty((fmap.D, rows), dtype=self.dtype) if fmap.kind == "trace" else None
+        # exp of -87..-104 (float32) gives subnormal numbers, which make exp and the next
+        # matrix product 10-80x slower on x86: logits are clipped to [floor, 0] first (0:
+        # the offset bounds them, up to rounding). A row whose sum of exponentials is at
+        # least e^low loses nothing to the floor: what it adds is below e^(floor - low) of
+        # the sum, under the rounding of the dtype. Other rows are redone with their own
+        # maximum subtracted.
+        single = self.dtype == np.float32
+        self.floor = self.dtype.type(-60.0 if single else -600.0)
+        self.low = self.dtype.type(np.exp(-40.0 if single else -560.0))
+        self.zero = self.dtype.type(0.0)
+        self.ones = np.ones(self.K, dtype=self.dtype)
+        self.sums = np.empty((self.K, fmap.F), dtype=self.dtype)
+        self._shift_col = self.shift_dt[:, None]
+        self._views = {}
+
+    def _block(self, n):
+        """Views of the buffers for a block of ``n`` rows, built once per block size (the
+        per-block cost of slicing and binding is a tenth of a small block's work)."""
+        views = self._views.get(n)
+        if views is None:
+            if len(self._views) > 4:  # sizes other than ``rows`` are rare (last blocks)
+                self._views.clear()
+            phi = self.phi[:, :n]
+            scratch = None if self.scratch is None else self.scratch[:, :n]
+            ll, sm, scale, ones = self.v[:, :n]
+            views = _Views(
+                phi,
+                phi[1 : 1 + self.fmap.D],
+                self.fmap.quadratic_steps(phi, scratch),
+                self.L[:, :n],
+                ll,
+                sm,
+                scale,
+                ones,
+            )
+            self._views[n] = views
+        return views
+
+    def spec(self):
+        """The arguments that rebuild this kernel (e.g. on another process)."""
+        return (self.coef, self.fmap, self.shift, self.dtype, self.rows, self.offset)
 
     @classmethod
     def for_params(cls, params, covariance_type, shift, dtype, rows):
         K, D = params.means.shape
         fmap = FeatureMap(STATS_KIND[covariance_type], D)
         P, logdet = precisions_and_logdet(covariance_type, params.precisions_cholesky, K, D)
-        A = fmap.coefficients(
-            np.log(np.maximum(params.weights, np.finfo(np.float64).tiny)),
-            logdet,
-            P,
-            params.means - shift_as(shift, dtype),
-        )
-        return cls(A, fmap, shift, dtype, rows)
+        log_weights = np.log(np.maximum(params.weights, np.finfo(np.float64).tiny))
+        A = fmap.coefficients(log_weights, logdet, P, params.means - shift_as(shift, dtype))
+        # Every log-density is at most the highest peak of a component (its density at its
+        # mean): measured from there, no row's logits can overflow exp.
+        peak = log_weights - 0.5 * D * LOG_2PI + np.broadcast_to(logdet, (K,))
+        return cls(A, fmap, shift, dtype, rows, offset=float(np.max(peak)))
 
     @classmethod
     def for_centres(cls, centres, covariance_type, shift, dtype, rows):
@@ -81,34 +130,75 @@ class Kernel:
 
     def logits(self, x):
         """Log-densities (K, n) of the block ``x`` (n, D), in the kernel's buffer."""
-        n = x.shape[0]
-        phi = self.phi[:, :n]
-        self.fmap.fill(phi, x, self.shift_dt, None if self.scratch is None else self.scratch[:, :n])
-        L = self.L[:, :n]
-        np.matmul(self.A, phi, out=L)
-        return L, phi
+        b = self._block(x.shape[0])
+        np.subtract(x.T, self._shift_col, out=b.y)
+        for step in b.quadratic:
+            step()
+        np.matmul(self.A, b.phi, out=b.L)
+        return b.L, b.phi
 
     def normalize(self, L, w=None):
-        """Turn logits L into (weighted) responsibilities in place; return log p(x) per row.
+        """Turn the logits L of the last :meth:`logits` block into (weighted)
+        responsibilities in place; return log p(x) per row.
 
         The returned vector is a view of an internal buffer, valid until the next block.
         """
-        n = L.shape[1]
-        mx, sm, scale = self.v[0, :n], self.v[1, :n], self.v[2, :n]
-        np.max(L, axis=0, out=mx)
-        L -= mx
-        # exp of -87..-104 (float32) gives subnormal numbers, which make exp and the next
-        # matrix product 10-80x slower on x86; responsibilities below e^-60 change nothing.
-        np.maximum(L, self.floor, out=L)
+        ll = self.responsibilities(L, w)
+        ll += self.offset
+        return ll
+
+    def responsibilities(self, L, w=None):
+        """:meth:`normalize` without the offset: returns log p(x) - ``offset`` per row."""
+        b = self._block(L.shape[1])
+        ll, sm, scale = b.ll, b.sm, b.scale
+        # L is measured from the offset, not from each row's maximum: that saves a
+        # reduction and a pass over L, at the price of redoing the (rare) far rows.
+        _clip(L, self.floor, self.zero, out=L)
         np.exp(L, out=L)
         np.matmul(self.ones, L, out=sm)  # the sum over components, as one BLAS call
+        far = sm.min() < self.low
+        np.log(sm, out=ll)
+        if far:
+            self._redo_far_rows(L, sm, ll)
         np.divide(1.0, sm, out=scale)
         if w is not None:
             scale *= w
         L *= scale
-        np.log(sm, out=sm)
-        sm += mx
-        return sm
+        return ll
+
+    def total(self, ll, w=None):
+        """Σ w ll over a block, by BLAS in the dtype: the values of :meth:`responsibilities`
+        are a few units, and their sum is exact well within what the EM driver tolerates."""
+        return float(np.dot(ll, self._block(ll.shape[0]).ones if w is None else w))
+
+    def _redo_far_rows(self, L, sm, ll):
+        """Exponentials, sums and log-sums of the rows whose sum is below ``low``,
+        recomputed from their features with each row's own maximum subtracted."""
+        far = np.flatnonzero(sm < self.low)
+        Lf = self.A @ self.phi[:, far]
+        top = Lf.max(axis=0)
+        Lf -= top
+        np.maximum(Lf, self.floor, out=Lf)
+        np.exp(Lf, out=Lf)
+        L[:, far] = Lf
+        sm[far] = self.ones @ Lf
+        ll[far] = np.log(sm[far]) + top
+
+
+class _Views(NamedTuple):
+    phi: np.ndarray  # (F, n) quadratic features
+    y: np.ndarray  # (D, n) their linear rows
+    quadratic: list  # bound calls filling the quadratic rows
+    L: np.ndarray  # (K, n) logits, then responsibilities
+    ll: np.ndarray  # (n,) log p(x) - offset
+    sm: np.ndarray  # (n,) sums of exponentials
+    scale: np.ndarray  # (n,) weight / sum
+    ones: np.ndarray  # (n,) ones
+
+
+# The clip ufunc itself: ``np.clip`` adds a Python-level check costing a fifth of a small
+# block's clip, and it is slower; fall back to it where numpy does not expose the ufunc.
+_clip = getattr(getattr(np, "_core", None), "umath", np).__dict__.get("clip", np.clip)
 
 
 def shift_as(shift, dtype):
@@ -137,10 +227,12 @@ def accumulate(kernel, source):
             continue
         w = _weights(w, kernel.dtype)
         L, phi = kernel.logits(x)
-        ll = kernel.normalize(L, w)
-        loglik += _dot(ll, w)
-        weight += x.shape[0] if w is None else float(w.sum(dtype=np.float64))
-        M += L @ phi.T
+        ll = kernel.responsibilities(L, w)
+        block_weight = x.shape[0] if w is None else float(w.sum(dtype=np.float64))
+        loglik += kernel.total(ll, w) + kernel.offset * block_weight
+        weight += block_weight
+        np.matmul(L, phi.T, out=kernel.sums)
+        M += kernel.sums
     return M, loglik, weight
 
 

@@ -16,6 +16,7 @@ scatter matrices. See DESIGN.md for the precision argument.
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -45,19 +46,27 @@ class FeatureMap:
 
         ``scratch`` is a (D, n) buffer used by the ``trace`` kind.
         """
+        np.subtract(x.T, shift[:, None], out=phi[1 : 1 + self.D])
+        for step in self.quadratic_steps(phi, scratch):
+            step()
+
+    def quadratic_steps(self, phi, scratch):
+        """The calls that fill the quadratic rows of ``phi`` (F, n) from its linear rows,
+        bound to these buffers (a kernel builds them once and reuses them every block)."""
         D = self.D
         y = phi[1 : 1 + D]
-        np.subtract(x.T, shift[:, None], out=y)
         if self.kind == "full":
-            row = 1 + D
+            steps, row = [], 1 + D
             for i in range(D):
-                np.multiply(y[i], y[i:], out=phi[row : row + D - i])
+                steps.append(partial(np.multiply, y[i], y[i:], out=phi[row : row + D - i]))
                 row += D - i
-        elif self.kind == "diag":
-            np.square(y, out=phi[1 + D :])
-        else:
-            np.square(y, out=scratch)
-            np.sum(scratch, axis=0, out=phi[1 + D])
+            return steps
+        if self.kind == "diag":
+            return [partial(np.square, y, out=phi[1 + D :])]
+        return [
+            partial(np.square, y, out=scratch),
+            partial(np.sum, scratch, axis=0, out=phi[1 + D]),
+        ]
 
     def coefficients(self, log_weights, logdet, P, m):
         """Coefficient matrix A (K, F) with ``A @ φ(x)`` = log π_k + log N(x | μ_k, Σ_k).

@@ -221,6 +221,52 @@ def test_score_samples_and_proba_match_scipy(covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_far_rows_match_scipy(covariance_type, dtype):
+    """Rows far below every component's peak take the kernel's redo path (float32: more
+    than 40 nats below the highest peak); they must be as right as the others."""
+    X = blobs(seed=3)
+    model = fit_ours(X, covariance_type, 5)
+    model.dtype = dtype
+    rng = np.random.default_rng(4)
+    direction = rng.normal(size=(60, D))
+    radius = np.geomspace(3.0, 300.0, 60)[:, None]
+    Y = np.concatenate([X[:40], X.mean(0) + radius * direction / np.linalg.norm(direction, axis=1, keepdims=True)])
+    L = scipy_log_joint(model, Y)
+    ref = logsumexp(L, axis=1)
+    assert (ref < model.kernel().offset - 40).sum() > 20  # the redo path is exercised
+    rtol = 1e-5 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(model.score_samples(Y), ref, rtol=rtol, atol=rtol)
+    proba = model.predict_proba(Y)
+    np.testing.assert_allclose(proba, np.exp(L - ref[:, None]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_offset_changes_nothing(dtype):
+    """Any offset above the log-densities gives the same responsibilities: with one far
+    above them every row is redone with its own maximum. (Not arbitrarily far: the offset
+    is folded into the coefficients, in the dtype.)"""
+    from gmm.estep import Kernel
+
+    X = blobs(seed=5)
+    model = fit_ours(X, "full", 3)
+    model.dtype = dtype
+    natural = model.kernel()
+    above = 50.0 if dtype == np.float32 else 700.0
+    high = Kernel(*natural.spec()[:5], offset=natural.offset + above)
+    Xd = X.astype(dtype)
+    ll0 = natural.normalize(natural.logits(Xd[: natural.rows])[0]).copy()
+    R0 = natural.L[:, : len(ll0)].copy()
+    ll1 = high.normalize(high.logits(Xd[: high.rows])[0])
+    R1 = high.L[:, : len(ll1)]
+    # float32: the logits carry an error of a few ulps of ``above`` (~4e-6).
+    single = dtype == np.float32
+    np.testing.assert_allclose(ll1, ll0, rtol=1e-5 if single else 1e-12)
+    np.testing.assert_allclose(R1, R0, rtol=1e-4 if single else 1e-12, atol=1e-7)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_precisions_are_inverse_covariances(covariance_type):
     model = fit_ours(blobs(seed=9), covariance_type, 3)
     covs = full_covariances(covariance_type, model.covariances_, K, D)
