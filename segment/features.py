@@ -100,12 +100,13 @@ class PixelData:
     xy : float
         Weight of the position features (0: none).
     pixels8 : ndarray (H, W, 3) uint8 or None
-        The image, when it is 8-bit: its colours map to feature rows through
-        ``unique_keys`` / ``color_X``.
+        The image, when it is 8-bit and its colours map to feature rows through
+        ``unique_keys`` / ``color_X`` (a fit on distinct colours, or CIELAB features).
     unique_keys : ndarray (C,) uint32 or None
         Sorted distinct colour keys of the visible pixels (8-bit images).
     pixels : ndarray (H, W, 3) or None
-        The image when it is not 8-bit (uint16, or float32 in [0, 1]).
+        The image otherwise (uint8, uint16, or float32 in [0, 1]): features are computed
+        from it directly.
     color_X : ndarray (C, 3) float32 or None
         Colour features of each distinct colour (8-bit images).
     sampled : bool
@@ -170,7 +171,10 @@ class PixelData:
         H, W = self.shape
         n = (b - a) * W
         out = np.empty((self.n_features, n), dtype=np.float32)
-        if self.pixels8 is not None:
+        if self.space == "rgb":  # the same values as ``color_X``, without a lookup
+            pixels = self.pixels if self.pixels8 is None else self.pixels8
+            _to_unit_rgb(pixels[a:b].reshape(-1, 3).T, out=out[:3])
+        elif self.pixels8 is not None:
             if self._color_XT is None:
                 self._color_XT = np.ascontiguousarray(self.color_X.T, dtype=np.float32)
             np.take(self._color_XT, self._color_rows(a, b).ravel(), axis=1, out=out[:3])
@@ -256,12 +260,20 @@ def distinct_colors(pixels8, visible=None):
     return unique, counts
 
 
-def _to_unit_rgb(pixels):
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / 255.0
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) / 65535.0
-    return pixels.astype(np.float32, copy=False)
+_UNIT_SCALE = {np.dtype(np.uint8): np.float32(255.0), np.dtype(np.uint16): np.float32(65535.0)}
+
+
+def _to_unit_rgb(pixels, out=None):
+    """Pixels (uint8, uint16 or float32 in [0, 1]) as float32 in [0, 1], into ``out`` if
+    given (the same values either way: the division is in float32)."""
+    scale = _UNIT_SCALE.get(pixels.dtype)
+    if out is None:
+        out = np.empty(pixels.shape, dtype=np.float32)
+    if scale is None:
+        np.copyto(out, pixels, casting="same_kind")
+    else:
+        np.divide(pixels, scale, out=out)
+    return out
 
 
 def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_colors=None, seed=0):
@@ -301,22 +313,26 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_col
         )
     xy_weight = float(xy) * SPACE_RANGE[space]
     common = dict(visible=visible, shape=(H, W), space=space, xy=xy_weight)
-    if pixels.dtype == np.uint8:
+    # Distinct colours serve two ends: an exact fit on them (8-bit, no position), and
+    # CIELAB conversion once per colour instead of per pixel. For neither, the features
+    # come straight from the pixels: no sort of all pixels, no 2^24 lookup table.
+    colour_only = dedup and xy == 0
+    if pixels.dtype == np.uint8 and (colour_only or space == "lab"):
         unique_keys, counts = distinct_colors(pixels, visible)
-        colours = keys_to_rgb8(unique_keys).astype(np.float32) / 255.0
-        color_X = rgb_to_features(colours, space)
-        color = dict(pixels8=pixels, unique_keys=unique_keys, color_X=color_X)
-        if dedup and xy == 0 and (max_colors is None or len(unique_keys) <= max_colors):
+        if colour_only and (max_colors is None or len(unique_keys) <= max_colors):
+            colours = keys_to_rgb8(unique_keys).astype(np.float32) / 255.0
+            color_X = rgb_to_features(colours, space)
+            color = dict(pixels8=pixels, unique_keys=unique_keys, color_X=color_X)
             return PixelData(color_X, counts.astype(np.float64), colours, **common, **color)
-        data = PixelData(color_X[:0], None, colours[:0], **common, **color)
+        del counts
+    if pixels.dtype == np.uint8 and space == "lab":
+        color_X = rgb_to_features(keys_to_rgb8(unique_keys).astype(np.float32) / 255.0, space)
+        empty = np.empty((0, 3), np.float32)
+        color = dict(pixels8=pixels, unique_keys=unique_keys, color_X=color_X)
+        data = PixelData(empty, None, empty, **common, **color)
     else:
-        data = PixelData(
-            np.empty((0, 3), np.float32),
-            None,
-            np.empty((0, 3), np.float32),
-            **common,
-            pixels=pixels,
-        )
+        empty = np.empty((0, 3), np.float32)
+        data = PixelData(empty, None, empty, **common, pixels=pixels)
     return _fit_rows(data, max_rows, seed)
 
 

@@ -25,6 +25,7 @@ from . import __version__, spatial
 from .errors import SegmentError
 from .features import FEATURE_NAMES, PixelData, features_to_rgb, pixel_data, rgb_to_uint8
 from .io import atomic_group, iter_frames, load_image
+from .memory import release_free_memory
 from .options import FitOptions
 from .outputs import (
     label_dtype,
@@ -77,6 +78,7 @@ class Segmentation:
             fill = transparent_label(self.k)
             dtype = label_dtype(self.k)
             budget = self.options.chunk_mib
+            release_free_memory()  # the fit's freed temporaries, before full-size arrays
             if self.smooth > 0 and self.k > 1:
                 labels = spatial.smoothed_labels(
                     self.model,
@@ -100,6 +102,7 @@ class Segmentation:
                 )
             self.data.release_lookup()  # 64 MB; rebuilt if soft maps need it
             if self.min_region > 1 and self.k > 1:
+                release_free_memory()
                 spatial.merge_small_regions(
                     labels, self.min_region, n_labels=self.k, visible=self.data.visible
                 )

@@ -367,14 +367,17 @@ def _merge_graph(sizes, label_of, adjacency, min_region):
     return np.array([labels[root(i)] for i in range(len(sizes))], dtype=np.int64)
 
 
-def _regions(labels, n_labels, visible, structure, rows=1024):
+def _regions(labels, n_labels, visible, structure, rows=None):
     """Connected regions of equal label: ids (H, W) int32 from 1; 0 for invisible pixels.
 
-    Labelled strip by strip (so that the only full-size array is the result), then the
+    Labelled strip by strip of ``rows`` image rows (default: about a million pixels, so
+    that the only full-size array is the result), then the
     regions that continue across a strip boundary are joined (union-find on the pairs of
     ids that touch there) and renumbered 1..n.
     """
     H, W = labels.shape
+    if rows is None:
+        rows = max(16, (1 << 20) // max(W, 1))
     regions = np.zeros((H, W), dtype=np.int32)
     offset = 0
     for a in range(0, H, rows):
