@@ -227,3 +227,30 @@ def test_regions_by_strips_equal_one_labelling(connectivity):
     # the same partition (ids may differ): a one-to-one map between the two labellings
     pairs = np.unique(np.stack([strips[visible], whole[visible]]), axis=1)
     assert pairs.shape[1] == n
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_pixel_features_equal_the_distinct_colour_features(alpha):
+    """RGB features are computed from the pixels (no colour table); they must be exactly
+    the features of each pixel's distinct colour, as used by the colour-only fit."""
+    image, _ = noisy_regions(seed=8, alpha=alpha)
+    H, W = image.pixels.shape[:2]
+    dedup = pixel_data(image)
+    assert dedup.deduplicated
+    p = image.pixels.astype(np.int64)
+    keys = (p[..., 0] << 16) | (p[..., 1] << 8) | p[..., 2]
+    want = dedup.color_X[np.searchsorted(dedup.unique_keys, keys.ravel())]
+    seen = np.ones(H * W, bool) if image.alpha is None else image.alpha.ravel()
+    for data in (dedup, pixel_data(image, xy=1.0), pixel_data(image, xy=1.0, max_rows=500)):
+        X, visible = data.strip_features(0, H)
+        assert np.array_equal(X[seen, :3], want[seen])  # invisible pixels: any value
+        assert (visible is None) == (not alpha)
+    positioned = pixel_data(image, xy=1.0)
+    assert positioned.unique_keys is None and positioned.pixels8 is None  # no sort, no table
+    sample = pixel_data(image, xy=1.0, max_rows=500)
+    assert sample.sampled and sample.X.shape == (500, 5)
+    rows = np.rint(sample.X[:, 4] / np.float32(1.0 / max(H, W))).astype(int)
+    cols = np.rint(sample.X[:, 3] / np.float32(1.0 / max(H, W))).astype(int)
+    assert np.array_equal(sample.X[:, :3], want.reshape(H, W, 3)[rows, cols])
+    lab = pixel_data(image, xy=1.0, space="lab")
+    assert lab.unique_keys is not None  # CIELAB: converted once per distinct colour
