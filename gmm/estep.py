@@ -3,7 +3,13 @@
 Nothing here allocates an array whose size grows with the number of rows except the outputs
 a caller asks for (labels, per-row log-likelihoods, responsibilities). Per block the work is:
 fill the quadratic features Φ (F, n), one matrix product for the log-densities (K, n), a
-max-shifted log-sum-exp in place, and one matrix product for the sufficient statistics.
+log-sum-exp in place, and one matrix product for the sufficient statistics.
+
+The log-sum-exp is shifted by one constant per kernel, the highest peak of any component,
+rather than by each row's maximum: no log-density exceeds it, so exp cannot overflow, and
+the per-row maximum (a reduction and a pass over the block) is saved. Rows far below that
+peak, where clipping would lose precision, are found from their sums and redone with their
+own maximum; in photos they are under 0.1% of the rows.
 """
 
 from typing import NamedTuple
@@ -18,7 +24,7 @@ from .stats import LOG_2PI, FeatureMap, SuffStats
 def block_rows(n_components, fmap, dtype, chunk_mib):
     """Rows per E-step block for this problem size and working-memory budget."""
     itemsize = np.dtype(dtype).itemsize
-    # Φ, the (K, n) block, the block of X (up to float64), 3 row vectors, scratch.
+    # Φ, the (K, n) block, the block of X (up to float64), 4 row vectors, scratch.
     bytes_per_row = itemsize * (fmap.F + n_components + 4 + fmap.D) + 8 * fmap.D
     return rows_for_budget(chunk_mib, bytes_per_row)
 
@@ -51,7 +57,8 @@ class Kernel:
         self.offset = float(offset)
         A = self.coef.copy()
         A[:, 0] -= self.offset
-        self.A = np.ascontiguousarray(A, dtype=self.dtype)
+        # In base 2: numpy's float32 exp2 is 1.7x faster than its exp (and as exact).
+        self.A = np.ascontiguousarray(A * LOG2_E, dtype=self.dtype)
         # Coefficients below the smallest normal number (e.g. a near-zero precision between
         # uncorrelated features) would be subnormal operands: flush them, or every product
         # with them takes a slow microcode path (10-30x here).
@@ -72,7 +79,7 @@ class Kernel:
         # the sum, under the rounding of the dtype. Other rows are redone with their own
         # maximum subtracted.
         single = self.dtype == np.float32
-        self.floor = self.dtype.type(-60.0 if single else -600.0)
+        self.floor = self.dtype.type((-60.0 if single else -600.0) * LOG2_E)
         self.low = self.dtype.type(np.exp(-40.0 if single else -560.0))
         self.zero = self.dtype.type(0.0)
         self.ones = np.ones(self.K, dtype=self.dtype)
@@ -129,7 +136,8 @@ class Kernel:
     # -- one block -------------------------------------------------------------------
 
     def logits(self, x):
-        """Log-densities (K, n) of the block ``x`` (n, D), in the kernel's buffer."""
+        """Logits (K, n) of the block ``x`` (n, D), in the kernel's buffer: the log-densities
+        minus ``offset``, in base 2 (for :meth:`normalize`, or an argmax)."""
         b = self._block(x.shape[0])
         np.subtract(x.T, self._shift_col, out=b.y)
         for step in b.quadratic:
@@ -154,7 +162,7 @@ class Kernel:
         # L is measured from the offset, not from each row's maximum: that saves a
         # reduction and a pass over L, at the price of redoing the (rare) far rows.
         _clip(L, self.floor, self.zero, out=L)
-        np.exp(L, out=L)
+        np.exp2(L, out=L)
         np.matmul(self.ones, L, out=sm)  # the sum over components, as one BLAS call
         far = sm.min() < self.low
         np.log(sm, out=ll)
@@ -179,10 +187,14 @@ class Kernel:
         top = Lf.max(axis=0)
         Lf -= top
         np.maximum(Lf, self.floor, out=Lf)
-        np.exp(Lf, out=Lf)
+        np.exp2(Lf, out=Lf)
         L[:, far] = Lf
         sm[far] = self.ones @ Lf
-        ll[far] = np.log(sm[far]) + top
+        ll[far] = np.log(sm[far]) + top * LN_2
+
+
+LOG2_E = 1.0 / np.log(2.0)
+LN_2 = np.log(2.0)
 
 
 class _Views(NamedTuple):
