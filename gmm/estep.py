@@ -164,7 +164,7 @@ class Kernel:
         _clip(L, self.floor, self.zero, out=L)
         np.exp2(L, out=L)
         np.matmul(self.ones, L, out=sm)  # the sum over components, as one BLAS call
-        far = sm.min() < self.low
+        far = _min(sm) < self.low
         np.log(sm, out=ll)
         if far:
             self._redo_far_rows(L, sm, ll)
@@ -211,6 +211,7 @@ class _Views(NamedTuple):
 # The clip ufunc itself: ``np.clip`` adds a Python-level check costing a fifth of a small
 # block's clip, and it is slower; fall back to it where numpy does not expose the ufunc.
 _clip = getattr(getattr(np, "_core", None), "umath", np).__dict__.get("clip", np.clip)
+_min = np.minimum.reduce
 
 
 def shift_as(shift, dtype):
