@@ -41,18 +41,10 @@ class FeatureMap:
             raise ValueError(f"unknown statistics kind {kind!r}")
         self.F = 1 + D + self.n_quad
 
-    def fill(self, phi, x, shift, scratch):
-        """Write φ(x) for the block ``x`` (n, D) into ``phi`` (F, n); row 0 must hold ones.
-
-        ``scratch`` is a (D, n) buffer used by the ``trace`` kind.
-        """
-        np.subtract(x.T, shift[:, None], out=phi[1 : 1 + self.D])
-        for step in self.quadratic_steps(phi, scratch):
-            step()
-
     def quadratic_steps(self, phi, scratch):
-        """The calls that fill the quadratic rows of ``phi`` (F, n) from its linear rows,
-        bound to these buffers (a kernel builds them once and reuses them every block)."""
+        """The calls that fill the quadratic rows of ``phi`` (F, n) from its linear rows
+        ``y = x - s`` (row 0 holds ones), bound to these buffers (a kernel builds them once
+        and reuses them every block). ``scratch`` is a (D, n) buffer for the ``trace`` kind."""
         D = self.D
         y = phi[1 : 1 + D]
         if self.kind == "full":
