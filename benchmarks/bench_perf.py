@@ -120,7 +120,7 @@ def threads(mp, n_threads=2, repeat=3):
     import threading
 
     import gmm
-    from gmm.chunks import ArraySource
+    from gmm import ArraySource
 
     X = np.load(DATA / f"pixels_{mp:g}mp.npy")
     w0, m0, p0 = common_start(X, K)

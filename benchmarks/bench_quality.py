@@ -30,8 +30,10 @@ from _measure import print_table
 from PIL import Image
 
 from segment.features import pixel_data, rgb_to_uint8
-from segment.io import load_image
-from segment.quantize import fit_palette, nearest_palette, row_figures
+from segment.imageio import load_image
+from segment.metrics import row_figures
+from segment.quantize.mapping import nearest_palette
+from segment.quantize.palette import fit_palette
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 METHODS = ("gmm", "ours", "mediancut", "octree", "kmeans")

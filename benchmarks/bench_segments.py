@@ -27,9 +27,9 @@ from skimage.metrics import variation_of_information
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segment.features import pixel_data
-from segment.io import Image
+from segment.fit import fit_data
+from segment.imageio import Image
 from segment.options import FitOptions
-from segment.pipeline import fit_data
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 
@@ -101,7 +101,7 @@ def ours(img, merge=None, **opts):
 def _merged(im, threshold, min_region=0, **opts):
     from skimage.color import rgb2lab
 
-    from segment import spatial
+    from segment.regions import merge_similar_neighbours, merge_small_regions
 
     options = FitOptions(min_region=0, **opts)
     with warnings.catch_warnings():
@@ -109,8 +109,8 @@ def _merged(im, threshold, min_region=0, **opts):
         seg = fit_data(pixel_data(im, **options.data_kwargs()), options)
     labels = seg.label_image().copy()
     lab = rgb2lab(seg.quantized_palette[None].astype(np.float64) / 255)[0]
-    spatial.merge_similar_neighbours(labels, lab, threshold, n_labels=seg.k)
-    return spatial.merge_small_regions(labels, min_region, n_labels=seg.k)
+    merge_similar_neighbours(labels, lab, threshold, n_labels=seg.k)
+    return merge_small_regions(labels, min_region, n_labels=seg.k)
 
 
 def kmeans(img, k=8):

@@ -3,14 +3,18 @@
 Arrays in, arrays out: no file I/O, no images, no printing. See :class:`GaussianMixture`.
 """
 
+from ._checks import COVARIANCE_TYPES, INIT_METHODS
 from .chunks import ArraySource, ChunkSource, IterableSource
 from .covariance import full_covariances, n_parameters
 from .distributed import DaskSource, fit_dask
 from .exceptions import ConvergenceWarning, FewDistinctPointsWarning
+from .init import lloyd
 from .model import GaussianMixture
 from .select import Selection, grow_mixture, select_model
 
 __all__ = [
+    "COVARIANCE_TYPES",
+    "INIT_METHODS",
     "ArraySource",
     "ChunkSource",
     "ConvergenceWarning",
@@ -22,6 +26,7 @@ __all__ = [
     "fit_dask",
     "full_covariances",
     "grow_mixture",
+    "lloyd",
     "n_parameters",
     "select_model",
 ]

@@ -6,34 +6,15 @@ and yields them in blocks no larger than the row count asked for. Everything tha
 over the data (summary, sampling, E-steps, prediction) goes through :meth:`ChunkSource.chunks`.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._checks import check_chunk
 
-MIB = 2**20
-#: Working set of one E-step block that keeps it in a core's L2 cache; measured on the
-#: project's 2-core machine, blocks of ~1 MiB run fastest (see benchmarks/bench_em.py).
-PREFERRED_BLOCK_BYTES = 1 * MIB
 #: Rows per block for simple passes (summary, sampling), which touch only X.
 SIMPLE_PASS_ROWS = 65536
-
-
-def rows_for_budget(chunk_mib, bytes_per_row, *, preferred_bytes=PREFERRED_BLOCK_BYTES):
-    """Rows per block: cache-sized, and never over the working-memory budget.
-
-    Parameters
-    ----------
-    chunk_mib : float
-        Budget in MiB for the temporaries of one block.
-    bytes_per_row : int
-        Bytes of temporaries one row costs.
-    """
-    budget_rows = int(chunk_mib * MIB // bytes_per_row)
-    preferred_rows = max(256, int(preferred_bytes // bytes_per_row))
-    return max(1, min(budget_rows, preferred_rows))
 
 
 class ChunkSource:
@@ -127,46 +108,6 @@ class IterableSource(ChunkSource):
             for start in range(0, X.shape[0], max_rows):
                 stop = start + max_rows
                 yield X[start:stop], (None if w is None else w[start:stop])
-
-
-def as_source(X, sample_weight=None):
-    """Wrap what a user passed as data into a :class:`ChunkSource`."""
-    if isinstance(X, ChunkSource):
-        if sample_weight is not None:
-            raise ValueError("give the weights of a chunk source inside its (X, w) pairs.")
-        return X
-    from .distributed import is_dask_array  # imports no dask
-
-    if is_dask_array(X):
-        # Before the __array__ test below: np.asarray would compute the whole array here.
-        from .distributed import DaskSource
-
-        return DaskSource(X, sample_weight)
-    if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
-        return ArraySource(X, sample_weight)
-    if isinstance(X, tuple) and _looks_like_pair(X):
-        raise ValueError(
-            "X is a single (X_chunk, w_chunk) pair; pass a list of such pairs, or the array "
-            "with sample_weight=w."
-        )
-    if isinstance(X, list | tuple) and X and _looks_like_pair(X[0]):
-        if sample_weight is not None:
-            raise ValueError("give the weights of a chunk source inside its (X, w) pairs.")
-        return IterableSource(X)
-    if isinstance(X, Iterable) and not isinstance(X, list | tuple | str | bytes):
-        if sample_weight is not None:
-            raise ValueError("give the weights of a chunk source inside its (X, w) pairs.")
-        return IterableSource(X)
-    return ArraySource(np.asarray(X), sample_weight)
-
-
-def _looks_like_pair(item):
-    return (
-        isinstance(item, tuple)
-        and len(item) == 2
-        and np.ndim(item[0]) == 2
-        and (item[1] is None or np.ndim(item[1]) == 1)
-    )
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from ._checks import (
     check_int,
     check_real,
 )
-from .chunks import ValidatedSource, as_source, summarize
+from .chunks import ValidatedSource, summarize
 from .em import FitContext, UserInit, fit_mixture
 from .estep import Kernel, block_rows, loglik_and_entropy, predict_rows, proba_rows, score_rows
 from .exceptions import ConvergenceWarning
 from .mstep import Params, data_scale
 from .prior import Prior, resolve_prior
+from .sources import as_source
 from .stats import FeatureMap
 
 FORMAT = "gmm.GaussianMixture/1"

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import COVARIANCE_TYPES, check_choice
-from .chunks import as_source, summarize, weighted_sample
+from .chunks import summarize, weighted_sample
 from .covariance import full_covariances, precision_cholesky
 from .estep import block_rows, estep, loglik_and_entropy
 from .exceptions import ConvergenceWarning, FewDistinctPointsWarning
 from .model import GaussianMixture, check_random_state
 from .mstep import Params
+from .sources import as_source
 from .stats import FeatureMap
 
 CRITERIA = ("bic", "aic", "icl")

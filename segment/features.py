@@ -11,66 +11,17 @@ A colour is then carried by its 24-bit key ``r << 16 | g << 8 | b``, which is al
 pixel's label is looked up after the fit.
 """
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from gmm.chunks import ChunkSource
+from gmm import ChunkSource
 
+from .color import check_space, color_keys, keys_to_rgb8, rgb_to_features
 from .errors import SegmentError
 
-COLOR_SPACES = ("rgb", "lab")
 FEATURE_NAMES = {"rgb": ("R", "G", "B"), "lab": ("L*", "a*", "b*")}
-
-
-def check_space(space):
-    if space not in COLOR_SPACES:
-        raise SegmentError(f"unknown colour space {space!r}; use one of {', '.join(COLOR_SPACES)}.")
-    return space
-
-
-def rgb_to_features(rgb, space):
-    """(n, 3) RGB in [0, 1] → (n, 3) float32 features of ``space``."""
-    rgb = np.asarray(rgb, dtype=np.float32)
-    if space == "rgb":
-        return rgb
-    from skimage.color import rgb2lab
-
-    return rgb2lab(rgb[None, :, :].astype(np.float64))[0].astype(np.float32)
-
-
-def features_to_rgb(features, space):
-    """Colour part of features (n, >=3) → (n, 3) RGB in [0, 1], clipped."""
-    f = np.asarray(features, dtype=np.float64)[:, :3]
-    if space == "lab":
-        from skimage.color import lab2rgb
-
-        f = lab2rgb(f[None, :, :])[0]
-    return np.clip(f, 0.0, 1.0)
-
-
-def rgb_to_uint8(rgb01):
-    return np.clip(np.rint(np.asarray(rgb01) * 255.0), 0, 255).astype(np.uint8)
-
-
-def color_keys(pixels8, *, block=1 << 20):
-    """24-bit keys (H, W) uint32 of an (H, W, 3) uint8 image, built in blocks of rows so
-    that no full-size temporary is made."""
-    H, W, _ = pixels8.shape
-    keys = np.empty((H, W), dtype=np.uint32)
-    rows = max(1, block // max(W, 1))
-    for a in range(0, H, rows):
-        p = pixels8[a : a + rows]
-        k = keys[a : a + rows]
-        np.left_shift(p[..., 0], 16, out=k, dtype=np.uint32)
-        k |= np.left_shift(p[..., 1], 8, dtype=np.uint32)
-        k |= p[..., 2]
-    return keys
-
-
-def keys_to_rgb8(keys):
-    keys = np.asarray(keys, dtype=np.uint32)
-    return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=-1).astype(np.uint8)
 
 
 @dataclass
@@ -281,7 +232,7 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_col
 
     Parameters
     ----------
-    image : segment.io.Image
+    image : segment.imageio.Image
         ``pixels`` (H, W, 3) uint8, uint16 or float32 in [0, 1]; ``alpha`` (H, W) bool or None.
     space : {"rgb", "lab"}
     xy : float
@@ -385,3 +336,12 @@ def _fit_rows(data, max_rows, seed):
     data.X = np.ascontiguousarray(colour, dtype=np.float32)
     data.rgb = rgb
     return data
+
+
+def row_strips(H, rows):
+    """Strip boundaries; the last strip has at least 4 rows (an SSIM window needs 7 with the
+    3 rows borrowed on each side)."""
+    edges = [*range(0, H, rows), H]
+    if len(edges) > 2 and edges[-1] - edges[-2] < 4:
+        del edges[-2]
+    return list(itertools.pairwise(edges))

@@ -3,12 +3,7 @@
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
-from gmm._checks import COVARIANCE_TYPES, INIT_METHODS
-
 from .errors import SegmentError
-from .features import COLOR_SPACES
 
 #: Pixels a per-pixel fit samples by default (see FitOptions.pixel_rows).
 AUTO_SAMPLE = 1_000_000
@@ -16,12 +11,15 @@ AUTO_SAMPLE = 1_000_000
 
 @dataclass(frozen=True)
 class FitOptions:
-    """How to fit the mixture to an image's pixels."""
+    """How to fit the mixture to an image's pixels.
 
-    k: int = 8
+    The defaults are those of ``segment image`` (whose options take them from here).
+    """
+
+    k: int = 10
     covariance_type: str = "full"
     space: str = "rgb"
-    xy: float = 0.0
+    xy: float = 1.0
     seed: int = 0
     max_iter: int = 100
     tol: float = 1e-3
@@ -38,6 +36,12 @@ class FitOptions:
     k_range: tuple | None = None
 
     def validate(self):
+        """Check every field; return self, or raise SegmentError with a one-line message."""
+        # Imported here: the CLI reads the defaults above at start-up, before numpy is needed.
+        from gmm import COVARIANCE_TYPES, INIT_METHODS
+
+        from .color import COLOR_SPACES
+
         _check(
             isinstance(self.k, int) and 1 <= self.k <= 65535,
             f"k must be a whole number from 1 to 65535; got {self.k}.",
@@ -124,6 +128,8 @@ class FitOptions:
         """Smoothing in pixels for an image of ``shape``: the option, or by default one pixel
         per 600 pixels of diagonal (1 px on a 0.15 MP photo, 8 px on 12 MP), so that the
         segments look alike at any resolution."""
+        import numpy as np
+
         if self.smooth is not None:
             return float(self.smooth)
         return max(1.0, float(np.hypot(*shape)) / 600.0)

@@ -10,7 +10,7 @@
 - ``overlay``: the boundaries of the final segments drawn on the photo;
 - masks: one black-and-white image per component.
 
-All are computed strip by strip (see :mod:`segment.spatial`) with the E-step kernel of the
+All are computed strip by strip (see :mod:`segment.labels`) with the E-step kernel of the
 fitted model, so memory stays bounded by the outputs themselves.
 """
 

@@ -1,0 +1,85 @@
+"""The Typer app: the commands of the modules beside this one, ``--version``, and
+:func:`main`, the entry point that turns every error into one line and an exit status."""
+
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from . import apply, batch, compare, image, quantize
+from .common import fail, out_console
+
+app = typer.Typer(
+    name="segment",
+    help="Segment and colour-quantise images with Gaussian mixture models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        out_console.print(f"segment {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(help="Segment and colour-quantise images with Gaussian mixture models fitted by EM.")
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = None,
+):
+    pass
+
+
+_terminated = []
+
+
+def _terminate(signum, frame):
+    _terminated.append(signum)
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    """Entry point of the ``segment`` script: one line on stderr for any error, never a
+    traceback; status 2 for usage errors, 1 for other failures, 130 when interrupted."""
+    command = typer.main.get_command(app)
+    # SIGTERM (kill, a scheduler's timeout) stops like Ctrl-C: temporary files are removed.
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = command.main(args=argv, prog_name="segment", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except typer.TyperException as err:  # Typer's (vendored click's) parsing errors
+        code = getattr(err, "exit_code", 2)
+        ctx = getattr(err, "ctx", None)
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        if type(err).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None and code == 2 else ""
+            fail(f"{message}{where}")
+    except (typer.Abort, KeyboardInterrupt):
+        fail("interrupted.")
+        code = 130
+    except BrokenPipeError:
+        code = 1
+    except Exception as err:  # a bug: still one line, and a non-zero status
+        fail(f"internal error ({type(err).__name__}: {err}); please report it.")
+        code = 1
+    if _terminated and code == 130:
+        code = 143  # the convention for SIGTERM
+    sys.exit(code)
+
+
+# The commands live in modules of their own, which know nothing of the app.
+app.command("image", epilog=image.EPILOG)(image.image_cmd)
+app.command("apply", epilog=apply.EPILOG)(apply.apply_cmd)
+app.command("quantize", epilog=quantize.EPILOG)(quantize.quantize_cmd)
+app.command("compare", epilog=compare.EPILOG)(compare.compare_cmd)
+app.command("batch", epilog=batch.EPILOG)(batch.batch_cmd)

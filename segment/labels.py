@@ -1,0 +1,238 @@
+"""Labels from a fitted mixture, in strips of image rows so that memory stays bounded
+whatever the image size.
+
+*Smoothing* (``sigma`` > 0): each pixel's log-responsibilities are averaged with its
+neighbours' under a Gaussian of ``sigma`` pixels before the most likely component is taken.
+Pixel-wise colour clustering gives speckled segments (a noisy pixel flips to a neighbouring
+colour's component); pooling the evidence of a neighbourhood removes the speckle and keeps
+edges where the evidence changes. The log-responsibilities are clipped at ``LOG_FLOOR``
+first, so one pixel that is certain *against* a component cannot veto it for its whole
+neighbourhood. Without smoothing each pixel takes its most likely component.
+"""
+
+import numpy as np
+from scipy import ndimage
+
+#: Log-responsibilities are clipped below at this value before smoothing.
+LOG_FLOOR = -10.0
+
+
+def strip_height(shape, n_components, budget_mib, halo=0):
+    """Image rows per strip so that the strip's arrays fit the budget: measured, about six
+    (K + 4, rows, W) float32 arrays' worth (features, log-responsibilities, log-likelihoods,
+    padded and block-mean copies, smoothing buffers)."""
+    H, W = shape
+    per_row = max(1, W) * (n_components + 4) * 4 * 6
+    rows = int(budget_mib * 2**20 // per_row) - 2 * halo
+    return int(min(H, max(8, rows)))
+
+
+def log_responsibilities(kernel, X, loglik=None):
+    """log r (K, n) float32 of the rows ``X`` (n, D), block by block through ``kernel``;
+    the log-likelihood of each row goes into ``loglik`` (n,) when given."""
+    out = np.empty((kernel.K, X.shape[0]), dtype=np.float32)
+    for a in range(0, X.shape[0], kernel.rows):
+        L, _ = kernel.logits(X[a : a + kernel.rows])
+        ll = kernel.normalize(L)
+        if loglik is not None:
+            loglik[a : a + kernel.rows] = ll
+        np.log(L, out=out[:, a : a + kernel.rows])
+    return out
+
+
+#: Above this sigma (pixels) the Gaussian is approximated by three box filters, whose cost
+#: does not grow with the width (a true Gaussian costs 8 sigma + 1 taps per pixel).
+BOX_SIGMA = 2.0
+
+
+def _box_width(sigma):
+    """Odd width w of a box whose three-fold repetition has variance sigma² (w² - 1 = 4σ²)."""
+    return max(1, round(float(np.sqrt(4.0 * sigma * sigma + 1.0))) | 1)
+
+
+def _smooth(field, sigma, axes):
+    """Gaussian smoothing of ``field`` along ``axes`` (exact for small sigma, three box
+    filters for large), with the image edges extended ('nearest')."""
+    if sigma <= BOX_SIGMA:
+        sig = [sigma if ax in axes else 0 for ax in range(field.ndim)]
+        return ndimage.gaussian_filter(field, sigma=sig, mode="nearest")
+    w = _box_width(sigma)
+    out = field
+    for ax in axes:
+        for _ in range(3):
+            out = ndimage.uniform_filter1d(out, w, axis=ax, mode="nearest")
+    return out
+
+
+def smoothing_halo(sigma):
+    """Rows beyond a strip that its smoothed values depend on."""
+    if sigma <= BOX_SIGMA:
+        return int(np.ceil(4.0 * sigma))
+    return 3 * (_box_width(sigma) // 2)
+
+
+def smoothed_labels(
+    model, data, sigma, *, budget_mib=64.0, out_dtype=np.uint8, fill=255, totals=None
+):
+    """Labels (H, W) from log-responsibilities smoothed by a Gaussian of ``sigma`` pixels.
+
+    Invisible pixels neither vote nor get a label (they get ``fill``): the smoothing is a
+    normalised convolution over the visible pixels only. ``totals`` (a dict), if given,
+    receives the log-likelihood of all visible pixels, computed on the way. For a wide
+    Gaussian (large images) the smoothing runs on f×f block means (f = sigma // 2) and is
+    interpolated back
+    bilinearly: the smoothed field varies slowly at that scale, and a pixel whose four
+    surrounding blocks agree on the winner takes it directly (the winner of each corner wins
+    any convex combination of them), so only pixels near a boundary are interpolated.
+    """
+    f = int(sigma // 2) if sigma > BOX_SIGMA else 1
+    if f <= 1:
+        return _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals)
+    return _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals)
+
+
+def _strip_logr(kernel, data, lo, hi, K, W, core, totals):
+    """Clipped log-responsibilities (K, hi-lo, W) of image rows [lo, hi), and the visible
+    mask; the log-likelihood of the visible pixels of the ``core`` rows [a, b) is added to
+    ``totals`` (a dict with 'loglik' and 'pixels'), which the figures reuse."""
+    X, visible = data.strip_features(lo, hi)
+    ll = np.empty(X.shape[0], dtype=np.float64) if totals is not None else None
+    logr = log_responsibilities(kernel, X, ll).reshape(K, hi - lo, W)
+    np.maximum(logr, LOG_FLOOR, out=logr)
+    if totals is not None:
+        a, b = core
+        rows = ll.reshape(hi - lo, W)[a - lo : b - lo]
+        if visible is not None:
+            rows = rows[visible[a - lo : b - lo]]
+        totals["loglik"] = totals.get("loglik", 0.0) + float(rows.sum())
+        totals["pixels"] = totals.get("pixels", 0) + int(rows.size)
+    return logr, visible
+
+
+def _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals=None):
+    H, W = data.shape
+    K = model.n_components
+    halo = smoothing_halo(sigma)
+    height = strip_height((H, W), K, budget_mib, halo)
+    kernel = model.kernel()
+    labels = np.empty((H, W), dtype=out_dtype)
+    for a in range(0, H, height):
+        b = min(H, a + height)
+        lo, hi = max(0, a - halo), min(H, b + halo)
+        logr, visible = _strip_logr(kernel, data, lo, hi, K, W, (a, b), totals)
+        if data.visible is not None:
+            m = visible.astype(np.float32)
+            logr *= m
+            smooth = _smooth(logr, sigma, (1, 2)) / np.maximum(_smooth(m, sigma, (0, 1)), 1e-12)
+        else:
+            smooth = _smooth(logr, sigma, (1, 2))
+        labels[a:b] = np.argmax(smooth[:, a - lo : a - lo + (b - a)], axis=0)
+        if data.visible is not None:
+            labels[a:b][~visible[a - lo : a - lo + (b - a)]] = fill
+    return labels
+
+
+def _block_mean(x, f):
+    """Means of f×f blocks over the last two axes (lengths multiples of f), as sums of f
+    strided slices per axis (numpy reduces fast along contiguous axes only)."""
+    cols = x[..., 0::f].copy()
+    for j in range(1, f):
+        cols += x[..., j::f]
+    out = cols[..., 0::f, :].copy()
+    for i in range(1, f):
+        out += cols[..., i::f, :]
+    out *= 1.0 / (f * f)
+    return out
+
+
+def _pad_to(x, h, w):
+    """Edge-extend the last two axes to lengths h, w."""
+    pad = [(0, 0)] * (x.ndim - 2) + [(0, h - x.shape[-2]), (0, w - x.shape[-1])]
+    return np.pad(x, pad, mode="edge") if any(p[1] for p in pad) else x
+
+
+def _linear(n_full, offset, f, n_low):
+    """Lower cell, upper cell and weight of the upper one for full-resolution positions
+    ``offset + arange(n_full)`` on a grid of block centres ((i + 0.5) f - 0.5)."""
+    pos = (np.arange(n_full) + offset + 0.5) / f - 0.5
+    i0 = np.clip(np.floor(pos).astype(np.intp), 0, n_low - 1)
+    i1 = np.minimum(i0 + 1, n_low - 1)
+    w = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
+    return i0, i1, w
+
+
+def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=None):
+    """Wide smoothing: the f×f block means of the log-responsibilities of the whole image
+    (small: K (H/f) (W/f) values) are gathered strip by strip, smoothed at once, then read
+    back by :func:`_interpolated_argmax`; every pixel's responsibilities are computed once."""
+    H, W = data.shape
+    K = model.n_components
+    # A block mean has variance (f² - 1)/12 per axis: the low-resolution Gaussian adds the rest.
+    sigma_low = float(np.sqrt(max(sigma**2 - (f * f - 1) / 12.0, 0.25))) / f
+    Hp, Wp = -(-H // f) * f, -(-W // f) * f
+    num = np.empty((K, Hp // f, Wp // f), dtype=np.float32)
+    den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
+    height = max(f, strip_height((H, W), K, budget_mib) // f * f)
+    kernel = model.kernel()
+    for a in range(0, H, height):
+        b = min(H, a + height)
+        logr, visible = _strip_logr(kernel, data, a, b, K, W, (a, b), totals)
+        hp = -(-(b - a) // f) * f
+        if den is not None:
+            m = visible.astype(np.float32)
+            logr *= m
+            den[a // f : a // f + hp // f] = _block_mean(_pad_to(m, hp, Wp), f)
+        num[:, a // f : a // f + hp // f] = _block_mean(_pad_to(logr, hp, Wp), f)
+        del logr
+    low = _smooth(num, sigma_low, (1, 2))
+    if den is not None:
+        low /= np.maximum(_smooth(den, sigma_low, (0, 1)), 1e-12)
+    labels = np.empty((H, W), dtype=out_dtype)
+    cols = _linear(W, 0, f, Wp // f)
+    rows_per = max(1, (1 << 20) // max(W, 1))
+    for a in range(0, H, rows_per):
+        b = min(H, a + rows_per)
+        labels[a:b] = _interpolated_argmax(low, _linear(b - a, a, f, Hp // f), cols)
+    if data.visible is not None:
+        labels[~data.visible] = fill
+    return labels
+
+
+def _interpolated_argmax(low, rows, cols):
+    """argmax over components of the bilinear interpolation of ``low`` (K, h, w) at the
+    full-resolution grid given by ``rows`` / ``cols`` (see :func:`_linear`)."""
+    r0, r1, wr = rows
+    c0, c1, wc = cols
+    win = np.argmax(low, axis=0)
+    corners = [win[np.ix_(r, c)] for r in (r0, r1) for c in (c0, c1)]
+    out = corners[0].copy()
+    undecided = np.zeros(out.shape, dtype=bool)
+    for other in corners[1:]:
+        undecided |= other != corners[0]
+    yy, xx = np.nonzero(undecided)
+    if yy.size:
+        wy, wx = wr[yy], wc[xx]
+        value = (
+            low[:, r0[yy], c0[xx]] * ((1 - wy) * (1 - wx))
+            + low[:, r0[yy], c1[xx]] * ((1 - wy) * wx)
+            + low[:, r1[yy], c0[xx]] * (wy * (1 - wx))
+            + low[:, r1[yy], c1[xx]] * (wy * wx)
+        )
+        out[yy, xx] = np.argmax(value, axis=0)
+    return out
+
+
+def pixel_labels(model, data, *, budget_mib=64.0, out_dtype=np.uint8, fill=255):
+    """Most likely component (H, W) of every pixel, strip by strip (no smoothing)."""
+    H, W = data.shape
+    kernel = model.kernel()
+    labels = np.empty((H, W), dtype=out_dtype)
+    for a, b in data.strip_rows(strip_height((H, W), model.n_components, budget_mib)):
+        X, visible = data.strip_features(a, b)
+        lab = labels[a:b].reshape(-1)
+        for s in range(0, X.shape[0], kernel.rows):
+            L, _ = kernel.logits(X[s : s + kernel.rows])
+            lab[s : s + kernel.rows] = np.argmax(L, axis=0)
+        if visible is not None:
+            labels[a:b][~visible] = fill
+    return labels

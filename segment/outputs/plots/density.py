@@ -1,0 +1,487 @@
+"""The mixture over the data (:func:`plot_density`): pair panels of the first features with
+the samples and each component's ellipses, and marginal panels with the histogram, the
+mixture density and its weighted components."""
+
+import itertools
+import math
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+from matplotlib import patheffects
+from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse, Patch
+
+from ...color import default_component_colors
+from .common import (
+    HIST_GREY,
+    INK,
+    check_random_state,
+    check_rgb,
+    check_title,
+    float_array,
+    new_figure,
+)
+
+_MAX_SHOWN_FEATURES = 3
+
+
+_LEGEND_MAX_K = 12
+
+
+_SIGMAS = (1, 2)
+
+
+def _check_density_inputs(X, weights, means, covariances, sample_weight):
+    X = float_array("X", X, 2, "(n_samples, n_features)")
+    n, D = X.shape
+    if n == 0 or D == 0:
+        raise ValueError(f"X must have at least one row and one feature; got shape {X.shape}.")
+    w = float_array("weights", weights, 1, "(n_components,)")
+    K = w.size
+    if K == 0:
+        raise ValueError("weights is empty; the mixture needs at least one component.")
+    if (w < 0).any() or not np.isclose(w.sum(), 1.0, atol=1e-3):
+        raise ValueError(f"weights must be non-negative and sum to 1; they sum to {w.sum():.6g}.")
+    w = w / w.sum()
+    mu = float_array("means", means, 2, f"({K}, {D})")
+    if mu.shape != (K, D):
+        raise ValueError(
+            f"means must have shape ({K}, {D}) (n_components, n_features) to match weights "
+            f"and X; got {mu.shape}."
+        )
+    cov = float_array("covariances", covariances, 3, f"({K}, {D}, {D})")
+    if cov.shape != (K, D, D):
+        raise ValueError(
+            f"covariances must be full matrices of shape ({K}, {D}, {D}); got {cov.shape}. "
+            "Convert diag, tied or spherical covariances to full matrices first "
+            "(gmm.full_covariances)."
+        )
+    scale = np.abs(cov).max()
+    if not np.allclose(cov, cov.transpose(0, 2, 1), rtol=1e-6, atol=1e-9 * max(scale, 1e-300)):
+        raise ValueError("covariances must be symmetric matrices.")
+    diag = np.diagonal(cov, axis1=1, axis2=2)
+    if (diag <= 0).any():
+        raise ValueError(
+            "covariances must have positive variances on the diagonal; a component has a "
+            "zero or negative variance (add a small regularisation such as reg_covar)."
+        )
+    sw = None
+    if sample_weight is not None:
+        sw = float_array("sample_weight", sample_weight, 1, f"({n},)")
+        if sw.shape != (n,):
+            raise ValueError(
+                f"sample_weight must have shape ({n},), one per row of X; got {sw.shape}."
+            )
+        if (sw < 0).any() or sw.sum() <= 0:
+            raise ValueError("sample_weight must be non-negative with a positive sum.")
+    return X, w, mu, cov, sw
+
+
+def _check_feature_names(feature_names, D):
+    if feature_names is None:
+        return ("R", "G", "B") if D == 3 else tuple(f"x{d + 1}" for d in range(D))
+    if isinstance(feature_names, str):
+        raise ValueError("feature_names must be a sequence of strings, e.g. ('R', 'G', 'B').")
+    names = tuple(feature_names)
+    if len(names) != D or not all(isinstance(s, str) for s in names):
+        raise ValueError(f"feature_names must be {D} strings, one per column of X; got {names!r}.")
+    return names
+
+
+def _check_max_points(max_points):
+    if (
+        isinstance(max_points, bool)
+        or not isinstance(max_points, numbers.Integral)
+        or max_points < 1
+    ):
+        raise ValueError(f"max_points must be a positive integer; got {max_points!r}.")
+    return int(max_points)
+
+
+def _scatter_rows(n, sample_weight, max_points, rng):
+    """Indices of at most ``max_points`` rows for the scatter panels, in random order (so no
+    part of the image is always drawn on top)."""
+    m = min(n, max_points)
+    if sample_weight is None:
+        return rng.permutation(n) if m == n else rng.choice(n, size=m, replace=False)
+    # With replacement, rows appear in proportion to their weight (unique colours weighted
+    # by their pixel counts look like the pixels themselves).
+    return rng.choice(n, size=m, replace=True, p=sample_weight / sample_weight.sum())
+
+
+def _used_values(column, sample_weight):
+    return column if sample_weight is None else column[sample_weight > 0]
+
+
+def _axis_limits(values):
+    """Data range with a 5 % margin; a constant feature gets a small window around it."""
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo
+    if span <= 0:
+        span = max(abs(lo) * 0.1, 1e-3)
+        return lo - span, hi + span
+    return lo - 0.05 * span, hi + 0.05 * span
+
+
+_MAX_BINS = 64
+
+
+_UNIQUE_LIMIT = 4_000_000
+
+
+def _histogram_edges(values):
+    """Bin edges over the data range, at most 64 bins.
+
+    The number of bins follows the number of distinct values (square-root rule), not the
+    number of rows, so unique colours weighted by their counts get the same bins as the
+    pixels themselves. Quantised features (8-bit colours: multiples of 1/255) get edges
+    half-way between the levels and the same number of levels in every bin; edges at
+    arbitrary places would catch 3 levels in one bin and 4 in the next and draw a false
+    comb pattern.
+    """
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        half = max(abs(lo) * 1e-3, 1e-6)
+        return np.array([lo - half, hi + half])
+    if values.size > _UNIQUE_LIMIT:
+        return np.linspace(lo, hi, _MAX_BINS + 1)
+    levels = np.unique(values)
+    if levels.size <= 4096:
+        step = float(np.min(np.diff(levels)))
+        ratio = (levels - lo) / step
+        if np.allclose(ratio, np.round(ratio), atol=1e-3):
+            n_levels = round((hi - lo) / step) + 1
+            per_bin = math.ceil(n_levels / _MAX_BINS)
+            n_edges = math.ceil(n_levels / per_bin) + 1
+            return lo - step / 2 + per_bin * step * np.arange(n_edges)
+    n_bins = int(np.clip(math.sqrt(levels.size), 8, _MAX_BINS))
+    return np.linspace(lo, hi, n_bins + 1)
+
+
+def _density_grid(lo, hi, centers, scales):
+    """Evaluation points over [lo, hi]: a uniform grid plus dense points within 6 sigma of
+    each component, so narrow components are resolved and the curves integrate right."""
+    local = (centers[:, None] + scales[:, None] * np.linspace(-6.0, 6.0, 121)).ravel()
+    local = local[(local > lo) & (local < hi)]
+    return np.unique(np.concatenate([np.linspace(lo, hi, 801), local]))
+
+
+def _weighted_normal_pdfs(x, weights, centers, scales):
+    """(K, len(x)) array of w_k N(x | mu_k, sigma_k^2)."""
+    z = (x[None, :] - centers[:, None]) / scales[:, None]
+    return weights[:, None] * np.exp(-0.5 * z * z) / (scales[:, None] * math.sqrt(2.0 * math.pi))
+
+
+def _ellipse_geometry(cov2, n_sigma):
+    """Full width, height and angle (degrees) of the n-sigma ellipse of a 2x2 covariance:
+    semi-axes n_sigma * sqrt(eigenvalues), the width along the largest eigenvector."""
+    eigvals, eigvecs = np.linalg.eigh(cov2)
+    eigvals = np.clip(eigvals, 0.0, None)
+    major = eigvecs[:, 1]
+    angle = math.degrees(math.atan2(major[1], major[0]))
+    return (
+        2.0 * n_sigma * math.sqrt(eigvals[1]),
+        2.0 * n_sigma * math.sqrt(eigvals[0]),
+        angle,
+    )
+
+
+class _Mixture(NamedTuple):
+    """The validated mixture with its drawing style, passed to the panel functions."""
+
+    weights: np.ndarray  # (K,), sums to 1
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # (K, D, D)
+    colours: np.ndarray  # (K, 3)
+    linewidths: np.ndarray  # (K,)
+    alphas: np.ndarray  # (K,)
+
+
+def _component_styles(weights):
+    """Line width and alpha per component, growing with its weight, so the components that
+    explain most pixels dominate the picture; thinner overall for many components, whose
+    outlines would otherwise merge into one tangle."""
+    rel = np.sqrt(weights / weights.max())
+    thinning = min(1.0, math.sqrt(8.0 / weights.size))
+    return (0.7 + 1.8 * rel) * thinning, 0.45 + 0.55 * rel
+
+
+def _draw_pair(ax, points, point_colours, mix, i, j, limits, names):
+    """Scatter of features i and j of ``points`` (m, D), then every component's ellipses and
+    mean."""
+    m = points.shape[0]
+    size = float(np.clip(300.0 / math.sqrt(m), 1.0, 16.0))
+    alpha = float(np.clip(0.9 - 0.15 * math.log10(m), 0.2, 0.8))
+    ax.scatter(
+        points[:, i],
+        points[:, j],
+        s=size,
+        c=point_colours,
+        alpha=alpha,
+        linewidths=0,
+        rasterized=True,
+        zorder=1,
+    )
+    mu, cc = mix.means, mix.colours
+    # Heavy components first, so small ones stay visible on top of them.
+    for k in np.argsort(-mix.weights, kind="stable"):
+        sub = mix.covariances[k][np.ix_((i, j), (i, j))]
+        for n_sigma in _SIGMAS:
+            width, height, angle = _ellipse_geometry(sub, n_sigma)
+            # The 2-sigma outline is the context, the 1-sigma one the shape: keep it lighter.
+            outer = n_sigma > 1
+            lw = mix.linewidths[k] * (0.7 if outer else 1.0)
+            ellipse = Ellipse(
+                (mu[k, i], mu[k, j]),
+                width,
+                height,
+                angle=angle,
+                fill=False,
+                edgecolor=cc[k],
+                linewidth=lw,
+                linestyle="--" if outer else "-",
+                alpha=mix.alphas[k] * (0.8 if outer else 1.0),
+                gid=f"ellipse {k} {n_sigma}sigma",
+                zorder=3,
+            )
+            # A white halo keeps the outline visible over pixels of the same colour.
+            ellipse.set_path_effects(
+                [patheffects.withStroke(linewidth=lw + 1.4, foreground="white")]
+            )
+            ax.add_patch(ellipse)
+    ax.scatter(
+        mu[:, i],
+        mu[:, j],
+        marker="X",
+        s=20.0 + 35.0 * min(1.0, math.sqrt(8.0 / mu.shape[0])),
+        c=cc,
+        edgecolors="white",
+        linewidths=0.9,
+        zorder=4,
+    )
+    ax.set_xlim(limits[i])
+    ax.set_ylim(limits[j])
+    ax.set_xlabel(names[i])
+    ax.set_ylabel(names[j])
+    ax.set_box_aspect(1)
+
+
+def _draw_marginal(ax, values, sample_weight, mix, d, limits, name):
+    """Weighted histogram of ``values`` (feature d of X) under the mixture's marginal
+    density and its weighted components."""
+    lo, hi = limits
+    edges = _histogram_edges(_used_values(values, sample_weight))
+    heights, _ = np.histogram(values, bins=edges, weights=sample_weight, density=True)
+    centers = mix.means[:, d]
+    scales = np.sqrt(mix.covariances[:, d, d])
+    x = _density_grid(lo, hi, centers, scales)
+    parts = _weighted_normal_pdfs(x, mix.weights, centers, scales)
+    mixture = parts.sum(axis=0)
+    # The mixture line is drawn first so that it is ax.lines[0]; zorder puts it on top.
+    ax.plot(x, mixture, color=INK, linewidth=2.2, gid="mixture", zorder=4)
+    for k in range(mix.weights.size):
+        ax.plot(
+            x,
+            parts[k],
+            color=mix.colours[k],
+            linewidth=1.1,
+            alpha=float(mix.alphas[k]),
+            gid=f"component {k}",
+            zorder=3,
+        )
+    ax.stairs(heights, edges, fill=True, color=HIST_GREY, zorder=1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(0.0, 1.08 * max(float(heights.max()), float(mixture.max())))
+    ax.set_xlabel(name)
+    ax.set_ylabel("density")
+
+
+def _draw_weight_key(ax, w, cc):
+    """A bar of the mixture weights in the component colours: the colour key, readable for
+    any K because each label is written only where its segment is wide enough."""
+    left = np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    ax.barh(0, w, left=left, height=1.0, color=cc, edgecolor="white", linewidth=0.6)
+    # A label needs about 0.065 in per digit at 8 pt plus some padding; the key spans most
+    # of the figure's width.
+    key_inches = 0.9 * ax.get_figure().get_size_inches()[0]
+    for k in range(w.size):
+        if w[k] * key_inches >= 0.065 * len(str(k)) + 0.06:
+            lum = float(np.dot(cc[k], (0.2126, 0.7152, 0.0722)))
+            ax.text(
+                left[k] + w[k] / 2,
+                0,
+                str(k),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if lum < 0.5 else INK,
+            )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.5, 0.5)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_xlabel("mixture weights by component (colour key; numbers are component indices)")
+
+
+def _style_legend_handles(has_pairs, n_shown, n):
+    handles = [
+        Patch(facecolor=HIST_GREY, label="data histogram"),
+        Line2D([], [], color=INK, linewidth=2.2, label="mixture density"),
+        Line2D([], [], color="#777777", linewidth=1.1, label="weighted components"),
+    ]
+    if has_pairs:
+        handles += [
+            Line2D([], [], color="#777777", linewidth=1.6, label="1σ ellipse"),
+            Line2D([], [], color="#777777", linewidth=1.6, linestyle="--", label="2σ ellipse"),
+            Line2D(
+                [],
+                [],
+                marker="X",
+                linestyle="none",
+                markersize=8,
+                markerfacecolor="#777777",
+                markeredgecolor="white",
+                label="component mean",
+            ),
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="none",
+                markersize=4,
+                markerfacecolor="#999999",
+                markeredgewidth=0,
+                label=f"samples ({n_shown:,} of {n:,})" if n_shown < n else "samples",
+            ),
+        ]
+    return handles
+
+
+def plot_density(
+    X,
+    weights,
+    means,
+    covariances,
+    *,
+    sample_colors=None,
+    component_colors=None,
+    feature_names=None,
+    sample_weight=None,
+    max_points=20000,
+    random_state=0,
+    title=None,
+):
+    """The fitted mixture drawn over the data: pair projections and marginal densities.
+
+    Top row, one panel per pair of the first three features (three panels for D >= 3, one
+    for D = 2, none for D = 1): the sample as small points in their own colours, and each
+    component's 1- and 2-sigma ellipses of its projected covariance (solid and dashed,
+    thicker and more opaque for larger weights) with its mean. Bottom row, one panel per
+    feature (the first three): the weighted histogram of X (density), the mixture's marginal
+    density sum_k w_k N(x | mu_kd, Sigma_kdd) as a thick line and each weighted component as
+    a thin line. A bar of the weights in the component colours serves as the colour key.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, D)
+        Feature rows, e.g. a sample of an image's pixels; histograms use all rows, the
+        scatter panels at most ``max_points``.
+    weights : array-like of shape (K,)
+        Mixture weights, non-negative, summing to 1.
+    means : array-like of shape (K, D)
+    covariances : array-like of shape (K, D, D)
+        Full covariance matrices (convert other covariance types first).
+    sample_colors : array-like of shape (n, 3), optional
+        RGB in [0, 1] for each row of X (the pixels' own colours); grey if None.
+    component_colors : array-like of shape (K, 3), optional
+        RGB in [0, 1] per component; default :func:`default_component_colors`.
+    feature_names : sequence of D str, optional
+        Axis labels; default ("R", "G", "B") for D = 3, else "x1" .. "xD".
+    sample_weight : array-like of shape (n,), optional
+        Non-negative row weights (e.g. pixel counts of unique colours): histograms are
+        weighted, and scatter rows are drawn with probability proportional to weight.
+    max_points : int, default 20000
+        Most rows drawn in each scatter panel.
+    random_state : None, int or numpy.random.Generator, default 0
+        Seed of the scatter subsample.
+    title : str, optional
+        Figure title; default names K, D and n.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        In each marginal panel ``lines[0]`` (gid ``"mixture"``) is the mixture density and
+        the lines with gid ``"component <k>"`` the weighted components; the ellipse patches
+        carry gid ``"ellipse <k> <s>sigma"``.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree (the message names the expected shape), values are not finite,
+        weights do not sum to 1, covariances are not symmetric with positive variances, or
+        colours are outside [0, 1].
+    """
+    X, w, mu, cov, sw = _check_density_inputs(X, weights, means, covariances, sample_weight)
+    n, D = X.shape
+    K = w.size
+    sample_colours = check_rgb("sample_colors", sample_colors, n, "row of X")
+    if component_colors is None:
+        cc = default_component_colors(K)
+    else:
+        cc = check_rgb("component_colors", component_colors, K, "component")
+    names = _check_feature_names(feature_names, D)
+    max_points = _check_max_points(max_points)
+    rng = check_random_state(random_state)
+    title = check_title(title)
+
+    shown = min(D, _MAX_SHOWN_FEATURES)
+    pairs = list(itertools.combinations(range(shown), 2))
+    limits = [_axis_limits(_used_values(X[:, d], sw)) for d in range(shown)]
+    mix = _Mixture(w, mu, cov, cc, *_component_styles(w))
+    rows = _scatter_rows(n, sw, max_points, rng) if pairs else np.arange(0)
+    point_colours = "#8a8a8a" if sample_colours is None else sample_colours[rows]
+
+    fig, pair_axes, marginal_axes, key_ax = _density_layout(shown, len(pairs))
+    for ax, (i, j) in zip(pair_axes, pairs, strict=True):
+        _draw_pair(ax, X[rows], point_colours, mix, i, j, limits, names)
+    for d, ax in enumerate(marginal_axes):
+        _draw_marginal(ax, X[:, d], sw, mix, d, limits[d], names[d])
+    _draw_weight_key(key_ax, w, cc)
+
+    handles = _style_legend_handles(bool(pairs), rows.size, n)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 4 if shown < 3 else 7),
+        frameon=False,
+        fontsize=9,
+    )
+    if title is None:
+        title = f"Gaussian mixture density: K = {K} component{'s' if K != 1 else ''}, {n:,} samples"
+        if D > _MAX_SHOWN_FEATURES:
+            title += f" (features 1–{_MAX_SHOWN_FEATURES} of {D} shown)"
+    fig.suptitle(title)
+    return fig
+
+
+def _density_layout(shown, n_pairs):
+    """Figure and axes: pair panels on top, marginals below, the weight key at the bottom."""
+    n_cols = shown
+    width = {1: 6.0, 2: 8.5, 3: 12.5}[shown]
+    height_ratios = ([1.25] if n_pairs else []) + [1.0, 0.13]
+    height = {1: 4.2, 2: 8.6, 3: 9.6}[shown]
+    fig = new_figure((width, height))
+    grid = fig.add_gridspec(len(height_ratios), n_cols, height_ratios=height_ratios)
+    row = 0
+    pair_axes = []
+    if n_pairs:
+        if n_pairs == 1:
+            pair_axes = [fig.add_subplot(grid[0, :])]
+        else:
+            pair_axes = [fig.add_subplot(grid[0, c]) for c in range(n_pairs)]
+        row = 1
+    marginal_axes = [fig.add_subplot(grid[row, c]) for c in range(shown)]
+    key_ax = fig.add_subplot(grid[row + 1, :])
+    return fig, pair_axes, marginal_axes, key_ax

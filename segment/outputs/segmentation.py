@@ -1,0 +1,96 @@
+"""Writing one segmentation: the label images (segmented, quantized, labels), the soft
+outputs and masks, the plots, and last the model file."""
+
+from ..features import FEATURE_NAMES
+from ..soft import overlay, soft_maps
+from .files import write_json, write_labels_png, write_palette_png
+from .model_file import model_document, segmented_palette
+
+
+def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_model=True):
+    """Write the images, plots and (last) the model file of a segmentation."""
+    labels = seg.label_image()
+    visible = seg.data.visible
+    write_palette_png(
+        paths["segmented"], labels, segmented_palette(seg.k), visible, overwrite=overwrite
+    )
+    write_palette_png(
+        paths["quantized"], labels, seg.quantized_palette, visible, overwrite=overwrite
+    )
+    write_labels_png(paths["labels"], labels, seg.k, visible, overwrite=overwrite)
+    del labels
+    _write_soft(seg, paths, overwrite)
+    if "loglik" in paths and len(getattr(seg.model, "history_", ())):
+        save_loglik_plot(seg, paths["loglik"], overwrite)
+    if "density" in paths:
+        save_density_plot(seg, paths["density"], overwrite)
+    if "bic" in paths and seg.selection is not None:
+        _plot_bic(seg.selection, paths["bic"], overwrite)
+    if write_model:
+        write_json(
+            paths["model"], model_document(seg, image, options, figures), overwrite=overwrite
+        )
+
+
+def _write_soft(seg, paths, overwrite):
+    from .files import write_image_png, write_mask_png
+
+    visible = seg.data.visible
+    if "soft" in paths:
+        maps = soft_maps(seg)
+        for kind in ("soft", "uncertainty", "outliers"):
+            write_image_png(paths[kind], maps[kind], visible, overwrite=overwrite)
+        del maps
+        write_image_png(
+            paths["overlay"],
+            overlay(seg.data, seg.label_image()),
+            visible,
+            overwrite=overwrite,
+        )
+    labels = seg.label_image()
+    for kind, path in paths.items():
+        if kind.startswith("mask"):
+            write_mask_png(path, labels == int(kind[4:]), overwrite=overwrite)
+
+
+def save_loglik_plot(seg, path, overwrite):
+    from .plots import plot_loglik, save_figure
+
+    m = seg.model
+    fig = plot_loglik(
+        m.history_,
+        reset_iterations=m.reset_iterations_,
+        converged=m.converged_,
+        ylabel="mean log-likelihood per pixel"
+        + (" (log-posterior)" if m.prior_ is not None else ""),
+    )
+    save_figure(fig, path, overwrite=overwrite)
+
+
+def _plot_bic(selection, path, overwrite):
+    from .plots import plot_criterion, save_figure
+
+    ks, values = selection.values()
+    fig = plot_criterion(ks, values, chosen=selection.chosen, criterion="BIC")
+    save_figure(fig, path, overwrite=overwrite)
+
+
+def save_density_plot(seg, path, overwrite):
+    from gmm import full_covariances
+
+    from .plots import plot_density, save_figure
+
+    m, d = seg.model, seg.data
+    K, D = m.means_.shape
+    cov = full_covariances(m.covariance_type, m.covariances_, K, D)[:, :3, :3]
+    fig = plot_density(
+        d.X[:, :3],
+        m.weights_,
+        m.means_[:, :3],
+        cov,
+        sample_colors=d.rgb,
+        component_colors=seg.quantized_palette / 255.0,
+        feature_names=FEATURE_NAMES[d.space],
+        sample_weight=d.weight,
+    )
+    save_figure(fig, path, overwrite=overwrite)
