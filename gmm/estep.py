@@ -347,6 +347,18 @@ def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key):
     return SuffStats.from_raw(fmap, M, kernel.shift, centres, 0.0, weight)
 
 
+def iter_blocks(kernel, source):
+    """``(rows, resp, log_prob)`` of every block of ``source``: the block's slice of rows,
+    its responsibilities (K, n) and log p(x) (n,), both in the kernel's reused buffers."""
+    i = 0
+    for x, _ in source.chunks(kernel.rows):
+        n = x.shape[0]
+        L, _ = kernel.logits(x)
+        ll = kernel.normalize(L)
+        yield slice(i, i + n), L, ll
+        i += n
+
+
 def score_rows(kernel, source, out):
     """Write log p(x) of every row into ``out`` (N,)."""
     i = 0

@@ -17,7 +17,15 @@ from ._checks import (
 )
 from .chunks import ValidatedSource, summarize
 from .em import FitContext, UserInit, fit_mixture
-from .estep import Kernel, block_rows, loglik_and_entropy, predict_rows, proba_rows, score_rows
+from .estep import (
+    Kernel,
+    block_rows,
+    iter_blocks,
+    loglik_and_entropy,
+    predict_rows,
+    proba_rows,
+    score_rows,
+)
 from .exceptions import ConvergenceWarning
 from .mstep import Params, data_scale
 from .prior import Prior, resolve_prior
@@ -330,7 +338,8 @@ class GaussianMixture:
     # -- prediction ------------------------------------------------------------------
 
     def kernel(self, n_rows_hint=None, *, dtype=None):
-        """The E-step kernel of the fitted parameters (for callers that stream blocks)."""
+        """The E-step kernel of the fitted parameters (gmm's internal block machinery;
+        outside gmm use :meth:`iter_blocks`)."""
         self._check_fitted()
         dt = check_dtype(self.dtype if dtype is None else dtype)
         fmap = FeatureMap(cov.STATS_KIND[self.covariance_type], self.means_.shape[1])
@@ -370,6 +379,38 @@ class GaussianMixture:
         """log p(x) of every row, shape (N,)."""
         source = self._source(X)
         return self._rows_out(source, score_rows, self.kernel(), (), np.float64)
+
+    def iter_blocks(self, X):
+        """Responsibilities and log-likelihoods of the rows of ``X``, block by block.
+
+        The streaming form of :meth:`predict_proba` and :meth:`score_samples` in one pass, for
+        callers that reduce or write each block as it comes (smoothing responsibilities over
+        an image, mixing colours by them) without an (N, K) array. The blocks are the
+        E-step's, sized by ``chunk_mib``.
+
+        Parameters
+        ----------
+        X : array-like (N, D) or chunk source
+            Rows to evaluate; validated block by block.
+
+        Yields
+        ------
+        rows : slice
+            The rows of ``X`` in this block.
+        resp : ndarray (K, n)
+            Their responsibilities, components along the *first* axis, in the model's
+            dtype. A view of a buffer that the next block overwrites: use or copy it before
+            advancing (changing it in place is allowed).
+        log_prob : ndarray (n,)
+            log p(x) of the rows, likewise a reused buffer.
+
+        Notes
+        -----
+        BLAS runs with the caller's threads here (the limit of :meth:`predict` and friends
+        would also hold over the caller's work between blocks).
+        """
+        source = self._source(X)
+        return iter_blocks(self.kernel(), source)
 
     @single_threaded
     def _loglik(self, X, sample_weight):

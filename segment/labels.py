@@ -27,16 +27,14 @@ def strip_height(shape, n_components, budget_mib, halo=0):
     return int(min(H, max(8, rows)))
 
 
-def log_responsibilities(kernel, X, loglik=None):
-    """log r (K, n) float32 of the rows ``X`` (n, D), block by block through ``kernel``;
-    the log-likelihood of each row goes into ``loglik`` (n,) when given."""
-    out = np.empty((kernel.K, X.shape[0]), dtype=np.float32)
-    for a in range(0, X.shape[0], kernel.rows):
-        L, _ = kernel.logits(X[a : a + kernel.rows])
-        ll = kernel.normalize(L)
+def log_responsibilities(model, X, loglik=None):
+    """log r (K, n) float32 of the rows ``X`` (n, D) under ``model``, block by block; the
+    log-likelihood of each row goes into ``loglik`` (n,) when given."""
+    out = np.empty((model.n_components, X.shape[0]), dtype=np.float32)
+    for block, resp, log_prob in model.iter_blocks(X):
         if loglik is not None:
-            loglik[a : a + kernel.rows] = ll
-        np.log(L, out=out[:, a : a + kernel.rows])
+            loglik[block] = log_prob
+        np.log(resp, out=out[:, block])
     return out
 
 
@@ -91,13 +89,13 @@ def smoothed_labels(
     return _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals)
 
 
-def _strip_logr(kernel, data, lo, hi, K, W, core, totals):
+def _strip_logr(model, data, lo, hi, K, W, core, totals):
     """Clipped log-responsibilities (K, hi-lo, W) of image rows [lo, hi), and the visible
     mask; the log-likelihood of the visible pixels of the ``core`` rows [a, b) is added to
     ``totals`` (a dict with 'loglik' and 'pixels'), which the figures reuse."""
     X, visible = data.strip_features(lo, hi)
     ll = np.empty(X.shape[0], dtype=np.float64) if totals is not None else None
-    logr = log_responsibilities(kernel, X, ll).reshape(K, hi - lo, W)
+    logr = log_responsibilities(model, X, ll).reshape(K, hi - lo, W)
     np.maximum(logr, LOG_FLOOR, out=logr)
     if totals is not None:
         a, b = core
@@ -114,12 +112,11 @@ def _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals=None)
     K = model.n_components
     halo = smoothing_halo(sigma)
     height = strip_height((H, W), K, budget_mib, halo)
-    kernel = model.kernel()
     labels = np.empty((H, W), dtype=out_dtype)
     for a in range(0, H, height):
         b = min(H, a + height)
         lo, hi = max(0, a - halo), min(H, b + halo)
-        logr, visible = _strip_logr(kernel, data, lo, hi, K, W, (a, b), totals)
+        logr, visible = _strip_logr(model, data, lo, hi, K, W, (a, b), totals)
         if data.visible is not None:
             m = visible.astype(np.float32)
             logr *= m
@@ -173,10 +170,9 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
     num = np.empty((K, Hp // f, Wp // f), dtype=np.float32)
     den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
     height = max(f, strip_height((H, W), K, budget_mib) // f * f)
-    kernel = model.kernel()
     for a in range(0, H, height):
         b = min(H, a + height)
-        logr, visible = _strip_logr(kernel, data, a, b, K, W, (a, b), totals)
+        logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals)
         hp = -(-(b - a) // f) * f
         if den is not None:
             m = visible.astype(np.float32)
@@ -225,14 +221,10 @@ def _interpolated_argmax(low, rows, cols):
 def pixel_labels(model, data, *, budget_mib=64.0, out_dtype=np.uint8, fill=255):
     """Most likely component (H, W) of every pixel, strip by strip (no smoothing)."""
     H, W = data.shape
-    kernel = model.kernel()
     labels = np.empty((H, W), dtype=out_dtype)
     for a, b in data.strip_rows(strip_height((H, W), model.n_components, budget_mib)):
         X, visible = data.strip_features(a, b)
-        lab = labels[a:b].reshape(-1)
-        for s in range(0, X.shape[0], kernel.rows):
-            L, _ = kernel.logits(X[s : s + kernel.rows])
-            lab[s : s + kernel.rows] = np.argmax(L, axis=0)
+        labels[a:b].reshape(-1)[:] = model.predict(X)
         if visible is not None:
             labels[a:b][~visible] = fill
     return labels

@@ -10,8 +10,8 @@
 - ``overlay``: the boundaries of the final segments drawn on the photo;
 - masks: one black-and-white image per component.
 
-All are computed strip by strip (see :mod:`segment.labels`) with the E-step kernel of the
-fitted model, so memory stays bounded by the outputs themselves.
+All are computed strip by strip (see :mod:`segment.labels`) with the fitted model's block API
+(:meth:`gmm.GaussianMixture.iter_blocks`), so memory stays bounded by the outputs themselves.
 """
 
 import numpy as np
@@ -55,7 +55,6 @@ def soft_maps(seg):
     soft = np.zeros((H, W, 3), dtype=np.uint8)
     unc = np.zeros((H, W), dtype=np.uint8)
     out = np.zeros((H, W), dtype=np.uint8)
-    kernel = model.kernel()
     rows = max(1, (1 << 18) // max(W, 1))
     for a in range(0, H, rows):
         b = min(H, a + rows)
@@ -64,12 +63,11 @@ def soft_maps(seg):
         mix = np.empty((n, 3), np.float32)
         ent = np.empty(n, np.float32)
         ll = np.empty(n, np.float32)
-        for s in range(0, n, kernel.rows):
-            L, _ = kernel.logits(X[s : s + kernel.rows])
-            ll[s : s + kernel.rows] = kernel.normalize(L)
-            mix[s : s + kernel.rows] = L.T @ palette
+        for block, resp, log_prob in model.iter_blocks(X):
+            ll[block] = log_prob
+            mix[block] = resp.T @ palette
             with np.errstate(divide="ignore", invalid="ignore"):
-                ent[s : s + kernel.rows] = -np.where(L > 0, L * np.log(L), 0.0).sum(axis=0)
+                ent[block] = -np.where(resp > 0, resp * np.log(resp), 0.0).sum(axis=0)
         soft[a:b] = np.clip(np.rint(mix), 0, 255).astype(np.uint8).reshape(b - a, W, 3)
         unc[a:b] = np.clip(np.rint(ent / log_k * 255), 0, 255).astype(np.uint8).reshape(b - a, W)
         scaled = (hi - ll.astype(np.float64)) / (hi - lo) * 255

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
 
 from gmm import (
     ConvergenceWarning,
@@ -574,3 +575,30 @@ def test_score_samples_is_logsumexp_of_components():
     ll = model.score_samples(X)
     # log r_nk + log p(x_n) = log pi_k N(x_n | k), and logsumexp_k of it is log p(x_n).
     np.testing.assert_allclose(logsumexp(np.log(r) + ll[:, None], axis=1), ll, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_iter_blocks_is_predict_proba_and_score_samples_by_blocks(covariance_type):
+    X = two_blobs(n=3000, D=3)
+    model = fitted(covariance_type, X)
+    model.chunk_mib = 0.01  # blocks of a few hundred rows: many blocks, a short last one
+    K = model.n_components
+    resp, log_prob, starts = np.full((len(X), K), np.nan), np.full(len(X), np.nan), []
+    for rows, r, lp in model.iter_blocks(X):
+        assert r.shape == (K, rows.stop - rows.start) and lp.shape == (r.shape[1],)
+        resp[rows] = r.T
+        log_prob[rows] = lp
+        starts.append(rows.start)
+    assert len(starts) > 3 and starts == sorted(starts)
+    np.testing.assert_array_equal(resp, model.predict_proba(X))
+    np.testing.assert_array_equal(log_prob, model.score_samples(X))
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
+    cov = full_covariances(covariance_type, model.covariances_, K, X.shape[1])
+    ref = logsumexp(
+        [
+            np.log(model.weights_[k]) + multivariate_normal.logpdf(X, model.means_[k], cov[k])
+            for k in range(K)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(log_prob, ref, rtol=1e-9, atol=1e-9)
