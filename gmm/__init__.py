@@ -7,7 +7,7 @@ from ._checks import COVARIANCE_TYPES, INIT_METHODS
 from .chunks import ArraySource, ChunkSource, IterableSource
 from .covariance import full_covariances, n_parameters
 from .distributed import DaskSource, fit_dask
-from .exceptions import ConvergenceWarning, FewDistinctPointsWarning
+from .exceptions import ConvergenceWarning, FewDistinctPointsWarning, UnobservedRowsWarning
 from .init import lloyd
 from .model import GaussianMixture
 from .select import Selection, grow_mixture, select_model
@@ -23,6 +23,7 @@ __all__ = [
     "GaussianMixture",
     "IterableSource",
     "Selection",
+    "UnobservedRowsWarning",
     "fit_dask",
     "full_covariances",
     "grow_mixture",

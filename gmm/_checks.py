@@ -43,10 +43,11 @@ def check_dtype(dtype):
     return dt
 
 
-def check_chunk(X, w, n_features=None, *, where="X", validate_values=True):
+def check_chunk(X, w, n_features=None, *, where="X", validate_values=True, allow_nan=False):
     """Validate one block of rows and its weights; return them as arrays (no copy).
 
-    ``X`` may be any real array of shape (n, D); ``w`` None or shape (n,).
+    ``X`` may be any real array of shape (n, D); ``w`` None or shape (n,). With
+    ``allow_nan``, NaN in X marks a missing value (infinity is still an error).
     """
     X = np.asarray(X)
     if X.ndim == 1 and n_features == 1:
@@ -64,7 +65,13 @@ def check_chunk(X, w, n_features=None, *, where="X", validate_values=True):
             "(every chunk, and data given to a fitted model, must have the same columns)."
         )
     if validate_values and X.dtype.kind == "f" and X.size and not np.isfinite(X).all():
-        raise ValueError(f"{where} contains NaN or infinity; remove or impute those rows.")
+        if not allow_nan:
+            raise ValueError(
+                f"{where} contains NaN or infinity; remove or impute those rows "
+                "(or fit with missing='marginalize', which treats NaN as missing)."
+            )
+        if np.isinf(X).any():
+            raise ValueError(f"{where} contains infinity; remove those rows or use NaN.")
     if w is not None:
         w = np.asarray(w)
         if w.ndim != 1 or w.shape[0] != X.shape[0]:

@@ -124,6 +124,10 @@ class DataSummary:
         Weighted mean.
     covariance : ndarray of shape (D, D)
         Weighted (population) covariance.
+    n_unobserved : int
+        Rows whose every value is missing (NaN); they are left out of everything else.
+    has_missing : bool
+        Whether any value is missing.
     """
 
     n_rows: int
@@ -131,6 +135,8 @@ class DataSummary:
     total_weight: float
     mean: np.ndarray
     covariance: np.ndarray
+    n_unobserved: int = 0
+    has_missing: bool = False
 
     @property
     def n_features(self):
@@ -142,11 +148,12 @@ class DataSummary:
         return self.total_weight / self.n_positive
 
 
-def summarize(source):
+def summarize(source, *, allow_nan=False):
     """Validate every chunk (finite values, non-negative weights) and return a :class:`DataSummary`.
 
     Means and covariances are merged chunk by chunk in float64 with the parallel-variance
-    rule (Chan, Golub & LeVeque 1979), so no chunk's rounding spoils another's.
+    rule (Chan, Golub & LeVeque 1979), so no chunk's rounding spoils another's. With
+    ``allow_nan``, data holding NaN are summarised by :func:`summarize_missing` instead.
     """
     D = source.n_features
     n_rows = n_pos = 0
@@ -154,7 +161,11 @@ def summarize(source):
     mean = np.zeros(D)
     M2 = np.zeros((D, D))
     for i, (X, w) in enumerate(source.chunks(SIMPLE_PASS_ROWS)):
-        X, w = check_chunk(X, w, D, where="X" if i == 0 else "X (a later chunk)")
+        X, w = check_chunk(
+            X, w, D, where="X" if i == 0 else "X (a later chunk)", allow_nan=allow_nan
+        )
+        if allow_nan and X.dtype.kind == "f" and np.isnan(X).any():
+            return summarize_missing(source)
         n_rows += X.shape[0]
         if X.shape[0] == 0:
             continue
@@ -241,14 +252,73 @@ def weighted_sample(source, summary, size, rng):
     return Xs, ws
 
 
+def summarize_missing(source):
+    """:func:`summarize` of data holding NaN (missing values).
+
+    The mean is each feature's weighted mean over the rows where it is observed. The
+    covariance has those per-feature variances and the correlations of the mean-filled data,
+    C_ij = Σ w o_i o_j (x_i - m_i)(x_j - m_j) / sqrt(W_i W_j) (o: observed, W_i = Σ w o_i):
+    a diagonal rescaling of a Gram matrix, so positive semi-definite, unlike the
+    pairwise-complete covariance. It only sets the scale of the data for regularisation,
+    restarts and the prior; EM estimates the components' covariances exactly.
+    """
+    D = source.n_features
+    n_rows = n_pos = n_unobserved = 0
+    W = 0.0
+    ref = None  # a rough centre (first chunk's means), against cancellation in the sums
+    Wp, Sp, Qp = np.zeros((D, D)), np.zeros((D, D)), np.zeros((D, D))
+    for i, (X, w) in enumerate(source.chunks(SIMPLE_PASS_ROWS)):
+        X, w = check_chunk(X, w, D, where="X" if i == 0 else "X (a later chunk)", allow_nan=True)
+        n_rows += X.shape[0]
+        if X.shape[0] == 0:
+            continue
+        x = X.astype(np.float64, copy=False)
+        obs = ~np.isnan(x)
+        seen = obs.any(axis=1)
+        n_unobserved += int(X.shape[0] - seen.sum())
+        wv = np.ones(X.shape[0]) if w is None else w.astype(np.float64)
+        wv = np.where(seen, wv, 0.0)
+        n_pos += int(np.count_nonzero(wv))
+        W += float(wv.sum())
+        ones = obs.astype(np.float64)
+        if ref is None:
+            counts = wv @ ones
+            ref = np.where(counts > 0, (wv @ np.where(obs, x, 0.0)) / np.maximum(counts, 1e-300), 0)
+        y = np.where(obs, x - ref, 0.0)
+        wy = y * wv[:, None]
+        Wp += (ones * wv[:, None]).T @ ones
+        Sp += wy.T @ ones
+        Qp += wy.T @ y
+    if n_rows == 0:
+        raise ValueError("X is empty: there are no rows to fit.")
+    if W <= 0.0:
+        raise ValueError(
+            "no row has both a positive weight and an observed (non-NaN) value: there is "
+            "nothing to fit."
+        )
+    Wj = np.diag(Wp).copy()
+    if (Wj <= 0).any():
+        j = int(np.flatnonzero(Wj <= 0)[0])
+        raise ValueError(
+            f"feature {j} is missing (NaN) in every row of positive weight; drop that column."
+        )
+    d = np.diag(Sp) / Wj
+    mean = ref + d
+    num = Qp - d[None, :] * Sp - d[:, None] * Sp.T + np.outer(d, d) * Wp
+    cov = num / np.sqrt(np.outer(Wj, Wj))
+    cov = 0.5 * (cov + cov.T)
+    return DataSummary(n_rows, n_pos, W, mean, cov, n_unobserved, True)
+
+
 class ValidatedSource(ChunkSource):
     """Checks every block as it streams by (for data given to a fitted model)."""
 
-    def __init__(self, source, n_features):
+    def __init__(self, source, n_features, *, allow_nan=False):
         self.source = source
         self.n_features = n_features
         self.n_rows = getattr(source, "n_rows", None)
+        self.allow_nan = allow_nan
 
     def chunks(self, max_rows):
         for X, w in self.source.chunks(max_rows):
-            yield check_chunk(X, w, self.n_features)
+            yield check_chunk(X, w, self.n_features, allow_nan=self.allow_nan)

@@ -19,6 +19,7 @@ from .covariance import from_full_covariance, log_prior, precision_cholesky
 from .estep import Kernel, estep, worst_rows
 from .exceptions import ConvergenceWarning
 from .init import initial_params
+from .missing import FilledSource, estep_missing
 from .mstep import Params, m_step, reset_components
 
 
@@ -47,6 +48,7 @@ class FitContext:
     shift: np.ndarray
     scale: object
     max_resets: int = 3
+    missing: bool = False  # the data hold NaN (values missing at random), see gmm.missing
 
 
 @dataclass
@@ -75,14 +77,20 @@ def objective(stats, params, ctx):
     return value / stats.weight
 
 
-def run_em(source, params, ctx, callback=None):
-    """EM from ``params`` until convergence or ``ctx.max_iter`` iterations."""
+def run_em(source, params, ctx, callback=None, reset_source=None):
+    """EM from ``params`` until convergence or ``ctx.max_iter`` iterations.
+
+    ``reset_source`` (default ``source``) holds the rows a collapsed component may restart
+    at; with missing values it is the mean-filled data.
+    """
+    e_step = estep_missing if ctx.missing else estep
+    reset_source = source if reset_source is None else reset_source
     result = EMResult(params, False, 0)
     resets_left = np.full(ctx.n_components, ctx.max_resets)
     previous = None
     just_reset = False
     for iteration in range(1, ctx.max_iter + 1):
-        stats = estep(params, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows)
+        stats = e_step(params, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows)
         value = objective(stats, params, ctx)
         if previous is not None and not just_reset and value < previous[0]:
             # Only rounding or the reg_covar term can do this: keep the better parameters.
@@ -110,7 +118,7 @@ def run_em(source, params, ctx, callback=None):
         )
         to_reset = np.flatnonzero(collapsed & (resets_left > 0))
         if to_reset.size:
-            new_params = _reset(new_params, to_reset, collapsed, source, ctx)
+            new_params = _reset(new_params, to_reset, collapsed, reset_source, ctx)
             resets_left[to_reset] -= 1
             result.n_resets += int(to_reset.size)
             result.reset_iterations.append(iteration)
@@ -167,9 +175,11 @@ def _data_kernel(ctx):
 def fit_mixture(source, summary, ctx, n_init, rng, callback=None):
     """``n_init`` runs of initialisation + EM; the run with the best final objective wins."""
     best = None
+    # Initialisation needs points: with missing values it sees the mean-filled rows.
+    filled = FilledSource(source, ctx.shift) if ctx.missing else source
     for _ in range(n_init):
-        params = initial_params(ctx, source, summary, rng)
-        result = run_em(source, params, ctx, callback)
+        params = initial_params(ctx, filled, summary, rng)
+        result = run_em(source, params, ctx, callback, reset_source=filled)
         if best is None or result.lower_bound > best.lower_bound:
             best = result
     return best

@@ -7,3 +7,7 @@ class ConvergenceWarning(UserWarning):
 
 class FewDistinctPointsWarning(UserWarning):
     """The data hold fewer distinct points than the requested number of components."""
+
+
+class UnobservedRowsWarning(UserWarning):
+    """Rows whose every value is missing (NaN) were left out of a fit."""

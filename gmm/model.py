@@ -26,13 +26,20 @@ from .estep import (
     proba_rows,
     score_rows,
 )
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, UnobservedRowsWarning
+from .missing import (
+    MarginalMixture,
+    impute_rows,
+    loglik_and_entropy_missing,
+    rows_with_missing,
+)
 from .mstep import Params, data_scale
 from .prior import Prior, resolve_prior
 from .sources import as_source
 from .stats import FeatureMap
 
 FORMAT = "gmm.GaussianMixture/1"
+MISSING = ("marginalize", "error")
 
 
 def check_random_state(random_state):
@@ -89,6 +96,13 @@ class GaussianMixture:
     warm_start : bool, default False
         Start ``fit`` from the parameters of the previous fit (when it had the same shape):
         e.g. fit on a sample, then polish with a few iterations over all the data.
+    missing : {"marginalize", "error"}, default "marginalize"
+        What NaN in X means. "marginalize": a missing value (missing at random). Each row is
+        scored by its marginal over its observed features, and EM takes the conditional
+        expectation of the missing ones (the exact EM of Ghahramani & Jordan 1994), for
+        every covariance type; ``predict``, ``predict_proba``, ``score_samples`` and
+        ``score`` work on such rows, and :meth:`impute` fills them in. Data without NaN give
+        exactly the fit they gave before this option existed. "error": NaN is an error.
 
     Attributes
     ----------
@@ -107,6 +121,10 @@ class GaussianMixture:
         Collapsed components that were reset.
     reset_iterations_ : list of int
         Iterations after which a reset happened (the objective may drop once after each).
+    n_unobserved_ : int
+        Rows of the fitted data whose every value is NaN: they carry no information and
+        were left out (an :class:`UnobservedRowsWarning` says so); they predict the most
+        likely component a priori.
     """
 
     def __init__(
@@ -128,6 +146,7 @@ class GaussianMixture:
         random_state=None,
         callback=None,
         warm_start=False,
+        missing="marginalize",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -145,6 +164,7 @@ class GaussianMixture:
         self.random_state = random_state
         self.callback = callback
         self.warm_start = warm_start
+        self.missing = missing
 
     # -- validation ------------------------------------------------------------------
 
@@ -156,6 +176,7 @@ class GaussianMixture:
         check_int("max_iter", self.max_iter, 1)
         check_int("n_init", self.n_init, 1)
         check_choice("init", self.init, INIT_METHODS)
+        check_choice("missing", self.missing, MISSING)
         check_real("chunk_mib", self.chunk_mib, 0.0, strict=True)
         if self.callback is not None and not callable(self.callback):
             raise ValueError("callback must be callable as callback(iteration, objective).")
@@ -258,12 +279,12 @@ class GaussianMixture:
         Raises
         ------
         ValueError
-            For invalid options or data: NaN or infinity, wrong shape, negative weights,
-            no rows or no weight.
+            For invalid options or data: infinity (or NaN with ``missing="error"``), wrong
+            shape, negative weights, no rows or no weight, a feature never observed.
         """
         dtype = self._check_options()
         source = as_source(X, sample_weight)
-        summary = summarize(source)
+        summary = summarize(source, allow_nan=self.missing == "marginalize")
         D = summary.n_features
         K = self.n_components
         if self.reg_covar == 0.0 and self.prior is None:
@@ -288,6 +309,7 @@ class GaussianMixture:
             rows=block_rows(K, fmap, dtype, self.chunk_mib),
             shift=summary.mean,
             scale=data_scale(summary, float(self.reg_covar), K),
+            missing=summary.has_missing,
         )
         rng = check_random_state(self.random_state)
         result = fit_mixture(source, summary, ctx, self.n_init, rng, self.callback)
@@ -300,6 +322,14 @@ class GaussianMixture:
         self.reset_iterations_ = list(result.reset_iterations)
         self.prior_ = prior
         self.n_features_in_ = D
+        self.n_unobserved_ = summary.n_unobserved
+        if summary.n_unobserved:
+            warnings.warn(
+                f"{summary.n_unobserved} row(s) of X hold no observed value (all NaN); they "
+                "carry no information and were left out of the fit.",
+                UnobservedRowsWarning,
+                stacklevel=3,
+            )
         if not self.converged_ and result.stop == "max_iter":
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (last change of "
@@ -349,7 +379,18 @@ class GaussianMixture:
 
     def _source(self, X, sample_weight=None):
         self._check_fitted()
-        return ValidatedSource(as_source(X, sample_weight), self.means_.shape[1])
+        return ValidatedSource(
+            as_source(X, sample_weight), self.means_.shape[1], allow_nan=self._allow_nan()
+        )
+
+    def _allow_nan(self):
+        return getattr(self, "missing", "marginalize") == "marginalize"
+
+    def _with_missing(self, fn, what):
+        """``fn`` (a per-row function of gmm.estep) made to handle rows holding NaN."""
+        if not self._allow_nan():
+            return fn
+        return rows_with_missing(fn, MarginalMixture(self.params_, self.covariance_type), what)
 
     def _rows_out(self, source, fn, kernel, shape_tail, dtype):
         n = source.n_rows
@@ -357,7 +398,7 @@ class GaussianMixture:
             return fn(kernel, source, np.empty((n, *shape_tail), dtype=dtype))
         parts = []
         for x, w in source.chunks(kernel.rows):
-            part = ValidatedSource(_OneBlock(x, w), source.n_features)
+            part = ValidatedSource(_OneBlock(x, w), source.n_features, allow_nan=source.allow_nan)
             parts.append(fn(kernel, part, np.empty((x.shape[0], *shape_tail), dtype=dtype)))
         return np.concatenate(parts) if parts else np.empty((0, *shape_tail), dtype=dtype)
 
@@ -365,20 +406,43 @@ class GaussianMixture:
     def predict(self, X):
         """Index of the most likely component of every row, shape (N,)."""
         source = self._source(X)
-        return self._rows_out(source, predict_rows, self.kernel(), (), np.intp)
+        fn = self._with_missing(predict_rows, "predict")
+        return self._rows_out(source, fn, self.kernel(), (), np.intp)
 
     @single_threaded
     def predict_proba(self, X):
         """Responsibilities, shape (N, K), in the model's dtype."""
         source = self._source(X)
         kernel = self.kernel()
-        return self._rows_out(source, proba_rows, kernel, (self.n_components,), kernel.dtype)
+        fn = self._with_missing(proba_rows, "proba")
+        return self._rows_out(source, fn, kernel, (self.n_components,), kernel.dtype)
 
     @single_threaded
     def score_samples(self, X):
-        """log p(x) of every row, shape (N,)."""
+        """log p(x) of every row, shape (N,); for a row with NaN, log p(x_o) of its observed
+        values (0 for a row with none)."""
         source = self._source(X)
-        return self._rows_out(source, score_rows, self.kernel(), (), np.float64)
+        fn = self._with_missing(score_rows, "score")
+        return self._rows_out(source, fn, self.kernel(), (), np.float64)
+
+    @single_threaded
+    def impute(self, X):
+        """X with every NaN replaced by its conditional mean under the mixture.
+
+        For a row with observed values x_o, a missing block x_m becomes
+        Σ_k p(k | x_o) E[x_m | x_o, k], with E[x_m | x_o, k] = μ_km + Σ_kmo Σ_koo⁻¹ (x_o − μ_ko);
+        a row with nothing observed becomes the mixture's mean. Observed values are kept.
+
+        Returns
+        -------
+        ndarray (N, D) float64
+        """
+        self._check_fitted()
+        source = ValidatedSource(as_source(X), self.means_.shape[1], allow_nan=True)
+        mixture = MarginalMixture(self.params_, self.covariance_type)
+        return self._rows_out(
+            source, impute_rows(mixture), self.kernel(), (self.means_.shape[1],), np.float64
+        )
 
     def iter_blocks(self, X):
         """Responsibilities and log-likelihoods of the rows of ``X``, block by block.
@@ -415,7 +479,11 @@ class GaussianMixture:
     @single_threaded
     def _loglik(self, X, sample_weight):
         source = self._source(X, sample_weight)
-        loglik, weight, entropy = loglik_and_entropy(self.kernel(), source)
+        if self._allow_nan():
+            mixture = MarginalMixture(self.params_, self.covariance_type)
+            loglik, weight, entropy = loglik_and_entropy_missing(self.kernel(), mixture, source)
+        else:
+            loglik, weight, entropy = loglik_and_entropy(self.kernel(), source)
         if weight <= 0:
             raise ValueError("X has no rows (or only zero weights) to score.")
         return loglik, weight, entropy
@@ -500,6 +568,7 @@ class GaussianMixture:
                 "chunk_mib": float(self.chunk_mib),
                 "dtype": np.dtype(self.dtype).name,
                 "prior": prior,
+                "missing": self.missing,
             },
         }
 
@@ -520,6 +589,7 @@ class GaussianMixture:
                 init=opts.get("init", "kmeans"),
                 chunk_mib=opts.get("chunk_mib", 64),
                 dtype=opts.get("dtype", "float32"),
+                missing=opts.get("missing", "marginalize"),
             )
             model._check_options()
             K, D = model.n_components, int(data["n_features"])
