@@ -26,15 +26,26 @@ import numpy as np
 from .chunks import ChunkSource
 from .covariance import full_covariances
 from .estep import Kernel, accumulate, loglik_and_entropy
-from .stats import LOG_2PI, SuffStats
+from .stats import FeatureMap, SuffStats
+
+
+def incomplete_rows(x):
+    """Boolean (n,) mask of the rows of a block holding a NaN, or None when none does.
+
+    By one BLAS product: a row's sum is NaN when it holds a NaN (the data hold no infinity;
+    should an overflow make a complete row's sum NaN, the row merely takes the slower path).
+    """
+    if x.dtype.kind != "f" or x.shape[0] == 0:
+        return None
+    rows = np.isnan(x @ np.ones(x.shape[1], dtype=x.dtype))
+    return rows if rows.any() else None
 
 
 def missing_mask(x):
     """Boolean (n, D) mask of the NaN entries of a block, or None when it holds none."""
-    if x.dtype.kind != "f":
+    if incomplete_rows(x) is None:
         return None
-    nan = np.isnan(x)
-    return nan if nan.any() else None
+    return np.isnan(x)
 
 
 def patterns(nan):
@@ -67,40 +78,80 @@ class BlockSource(ChunkSource):
 
 
 class _Pattern:
-    """The per-component algebra of one missingness pattern (observed o, missing m)."""
+    """The per-component algebra of one missingness pattern (observed o, missing m).
 
-    def __init__(self, observed, means, cov):
-        self.o = np.flatnonzero(observed)
-        self.m = np.flatnonzero(~observed)
-        o, m = self.o, self.m
-        self.mu_o = means[:, o]
-        self.mu_m = means[:, m]
+    Everything per row is done on the quadratic features φ(u) = [1, u, u_i u_j (i <= j)] of
+    the observed offsets u = x_o − s (s the E-step's shift), as in the kernel: one product
+    gives the log-densities, one more the moments Σ r φ(u) from which the expected
+    statistics of the completed rows follow exactly, because x̂_m = B_k u + c_k is affine in
+    u (B_k = Σ_kmo Σ_koo⁻¹, c_k = μ_km − s_m − B_k (μ_ko − s_o)).
+    """
+
+    def __init__(self, observed, means, cov, log_weights, shift):
+        o = self.o = np.flatnonzero(observed)
+        m = self.m = np.flatnonzero(~observed)
+        K = means.shape[0]
+        self.fmap = FeatureMap("full", o.size)
+        mo = means[:, o] - shift[o]
+        mm = means[:, m] - shift[m]
         if o.size == 0:
+            self.A = log_weights[:, None].copy()
+            self.B = np.zeros((K, m.size, 0))
+            self.c = mm
+            self.cond_cov = cov[:, m[:, None], m[None, :]]
             return
         S_oo = cov[:, o[:, None], o[None, :]]
         S_om = cov[:, o[:, None], m[None, :]]
-        self.chol = np.linalg.cholesky(S_oo)  # (K, do, do), lower
-        self.half_logdet = np.log(np.diagonal(self.chol, axis1=1, axis2=2)).sum(axis=1)
-        # Bᵀ = Σ_oo⁻¹ Σ_om (K, do, dm): E[x_m | x_o] = μ_m + (x_o − μ_o) Bᵀ.
-        self.Bt = np.linalg.solve(S_oo, S_om)
-        self.cond_cov = cov[:, m[:, None], m[None, :]] - np.swapaxes(S_om, 1, 2) @ self.Bt
+        chol = np.linalg.cholesky(S_oo)  # (K, do, do), lower
+        eye = np.broadcast_to(np.eye(o.size), S_oo.shape)
+        chol_inv = np.linalg.solve(chol, eye)
+        P = np.swapaxes(chol_inv, 1, 2) @ chol_inv  # Σ_oo⁻¹
+        logdet = -np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        self.A = self.fmap.coefficients(log_weights, logdet, P, mo)
+        self.B = np.swapaxes(S_om, 1, 2) @ P  # (K, dm, do)
+        self.c = mm - np.einsum("kmo,ko->km", self.B, mo)
+        self.cond_cov = cov[:, m[:, None], m[None, :]] - self.B @ S_om
 
-    def log_joint(self, xo, log_weights):
-        """log π_k + log N(x_o | μ_ko, Σ_koo) (K, n), and the offsets x_o − μ_ko (K, n, do)."""
-        K, n = log_weights.shape[0], xo.shape[0]
-        if self.o.size == 0:
-            return np.broadcast_to(log_weights[:, None], (K, n)).copy(), None
-        diff = xo[None, :, :] - self.mu_o[:, None, :]
-        z = np.linalg.solve(self.chol, np.swapaxes(diff, 1, 2))  # L⁻¹ (x − μ), (K, do, n)
-        maha = np.einsum("kdn,kdn->kn", z, z)
-        const = log_weights - 0.5 * self.o.size * LOG_2PI - self.half_logdet
-        return const[:, None] - 0.5 * maha, diff
+    def features(self, u):
+        """φ(u) (n, F) of the observed offsets u (n, do)."""
+        iu, ju = self.fmap.iu, self.fmap.ju
+        return np.column_stack([np.ones(u.shape[0]), u, u[:, iu] * u[:, ju]])
 
-    def conditional_means(self, diff, n):
-        """E[x_m | x_o, k] (K, n, dm)."""
-        if diff is None:
-            return np.broadcast_to(self.mu_m[:, None, :], (self.mu_m.shape[0], n, self.m.size))
-        return self.mu_m[:, None, :] + diff @ self.Bt
+    def completed_means(self, u):
+        """x̂_m − s_m = B_k u + c_k of every row and component (K, n, dm)."""
+        return np.einsum("kmo,no->knm", self.B, u) + self.c[:, None, :]
+
+    def expected_moments(self, Mo):
+        """From the moments Mo = Σ r φ(u) (K, F) of the observed offsets, the sums over
+        the completed rows: N (K,), Σ r ŷ (K, D) and Σ r E[ŷ ŷᵀ] (K, D, D)."""
+        do, dm = self.o.size, self.m.size
+        D = do + dm
+        K = Mo.shape[0]
+        N = Mo[:, 0]
+        so = Mo[:, 1 : 1 + do]
+        Qoo = np.empty((K, do, do))
+        Qoo[:, self.fmap.iu, self.fmap.ju] = Mo[:, 1 + do :]
+        Qoo[:, self.fmap.ju, self.fmap.iu] = Mo[:, 1 + do :]
+        B, c = self.B, self.c
+        sm = np.einsum("kmo,ko->km", B, so) + N[:, None] * c
+        # Σ r u ŷ_mᵀ = Q_oo Bᵀ + s_o cᵀ
+        Qom = Qoo @ np.swapaxes(B, 1, 2) + so[:, :, None] * c[:, None, :]
+        Bs = np.einsum("kmo,ko->km", B, so)
+        Qmm = (
+            B @ Qoo @ np.swapaxes(B, 1, 2)
+            + Bs[:, :, None] * c[:, None, :]
+            + c[:, :, None] * Bs[:, None, :]
+            + N[:, None, None] * (c[:, :, None] * c[:, None, :] + self.cond_cov)
+        )
+        S = np.empty((K, D))
+        S[:, self.o], S[:, self.m] = so, sm
+        Q = np.empty((K, D, D))
+        o, m = self.o, self.m
+        Q[:, o[:, None], o[None, :]] = Qoo
+        Q[:, o[:, None], m[None, :]] = Qom
+        Q[:, m[:, None], o[None, :]] = np.swapaxes(Qom, 1, 2)
+        Q[:, m[:, None], m[None, :]] = Qmm
+        return N, S, Q
 
 
 def _normalise(L):
@@ -120,116 +171,140 @@ class MarginalMixture:
     params : Params
         Weights, means and covariances (any covariance type, given as ``covariance_type``).
     covariance_type : str
+    shift : ndarray (D,), optional
+        Where the quadratic features are centred (the E-step's shift; default the
+        mixture's mean): the closer to the data, the less cancellation in them.
     """
 
-    def __init__(self, params, covariance_type):
+    def __init__(self, params, covariance_type, shift=None):
         K, D = params.means.shape
         self.K, self.D = K, D
         self.means = np.asarray(params.means, dtype=np.float64)
         self.cov = full_covariances(covariance_type, params.covariances, K, D)
-        self.log_weights = np.log(np.maximum(params.weights, np.finfo(np.float64).tiny))
+        weights = np.asarray(params.weights, dtype=np.float64)
+        self.log_weights = np.log(np.maximum(weights, np.finfo(np.float64).tiny))
+        self.shift = (
+            weights @ self.means / weights.sum()
+            if shift is None
+            else np.asarray(shift, dtype=np.float64)
+        )
         self._patterns = {}
 
     def _pattern(self, observed):
         key = observed.tobytes()
         p = self._patterns.get(key)
         if p is None:
-            p = self._patterns[key] = _Pattern(observed, self.means, self.cov)
+            p = _Pattern(observed, self.means, self.cov, self.log_weights, self.shift)
+            self._patterns[key] = p
         return p
 
     def _groups(self, x, nan):
-        x = np.asarray(x, dtype=np.float64)
+        """Per pattern: the pattern, its rows, the features φ(x_o − s) (n, F)."""
         for observed, rows in patterns(nan):
             p = self._pattern(observed)
-            yield p, rows, x[np.ix_(rows, p.o)]
+            u = np.asarray(x[np.ix_(rows, p.o)], dtype=np.float64) - self.shift[p.o]
+            yield p, rows, u, p.features(u)
 
     def log_joint(self, x, nan):
         """log π_k + log p(x_o | k) of every row (K, n): the marginal over observed values."""
         out = np.empty((self.K, x.shape[0]))
-        for p, rows, xo in self._groups(x, nan):
-            out[:, rows] = p.log_joint(xo, self.log_weights)[0]
+        for p, rows, _, phi in self._groups(x, nan):
+            out[:, rows] = p.A @ phi.T
         return out
 
     def impute(self, x, nan):
         """The rows (n, D) float64 with each NaN replaced by Σ_k p(k | x_o) E[x_m | x_o, k]."""
         out = np.array(x, dtype=np.float64)
-        for p, rows, xo in self._groups(x, nan):
+        for p, rows, u, phi in self._groups(x, nan):
             if p.m.size == 0:
                 continue
-            L, diff = p.log_joint(xo, self.log_weights)
-            _, R = _normalise(L)
-            cm = p.conditional_means(diff, rows.size)
-            out[np.ix_(rows, p.m)] = np.einsum("kn,knd->nd", R, cm)
+            _, R = _normalise(p.A @ phi.T)
+            cm = np.einsum("kn,knm->nm", R, p.completed_means(u))
+            out[np.ix_(rows, p.m)] = cm + self.shift[p.m]
         return out
 
-    def expected_sums(self, x, w, nan, shift, fmap):
+    def expected_sums(self, x, w, nan, fmap):
         """E-step sums of rows with missing values, in the layout of the kernel's raw sums.
 
         Returns ``(M, loglik, weight)``: M (K, F) holds Σ w r E[φ(x) | x_o] with φ the
-        quadratic features about ``shift`` (see :mod:`gmm.stats`); rows with nothing
-        observed are skipped (they add neither weight nor likelihood).
+        quadratic features about this mixture's ``shift`` (see :mod:`gmm.stats`); rows with
+        nothing observed are skipped (they add neither weight nor likelihood).
         """
         K, D = self.K, self.D
-        M = np.zeros((K, fmap.F))
+        N = np.zeros(K)
+        S = np.zeros((K, D))
+        Q = np.zeros((K, D, D))
         loglik = weight = 0.0
-        for p, rows, xo in self._groups(x, nan):
+        for p, rows, _, phi in self._groups(x, nan):
             if p.o.size == 0:
                 continue
-            n = rows.size
-            L, diff = p.log_joint(xo, self.log_weights)
-            ll, R = _normalise(L)
+            ll, R = _normalise(p.A @ phi.T)
             wr = None if w is None else np.asarray(w, dtype=np.float64)[rows]
             if wr is not None:
                 R *= wr
             loglik += float(ll.sum() if wr is None else ll @ wr)
-            weight += float(n if wr is None else wr.sum())
-            # Completed rows about the shift, per component: (K, n, D).
-            y = np.empty((K, n, D))
-            y[:, :, p.o] = xo - shift[p.o]
-            y[:, :, p.m] = p.conditional_means(diff, n) - shift[p.m]
-            Nk = R.sum(axis=1)
-            M[:, 0] += Nk
-            M[:, 1 : 1 + D] += np.einsum("kn,knd->kd", R, y)
-            C = p.cond_cov
-            if fmap.kind == "full":
-                Q = np.swapaxes(y * R[:, :, None], 1, 2) @ y
-                Q[:, p.m[:, None], p.m[None, :]] += Nk[:, None, None] * C
-                M[:, 1 + D :] += Q[:, fmap.iu, fmap.ju]
-            else:
-                Q = np.einsum("kn,knd->kd", R, y * y)
-                Q[:, p.m] += Nk[:, None] * np.diagonal(C, axis1=1, axis2=2)
-                M[:, 1 + D :] += Q if fmap.kind == "diag" else Q.sum(axis=1, keepdims=True)
+            weight += float(rows.size if wr is None else wr.sum())
+            Np, Sp, Qp = p.expected_moments(R @ phi)
+            N += Np
+            S += Sp
+            Q += Qp
+        M = np.empty((K, fmap.F))
+        M[:, 0], M[:, 1 : 1 + D] = N, S
+        if fmap.kind == "full":
+            M[:, 1 + D :] = Q[:, fmap.iu, fmap.ju]
+        elif fmap.kind == "diag":
+            M[:, 1 + D :] = np.diagonal(Q, axis1=1, axis2=2)
+        else:
+            M[:, 1 + D] = np.trace(Q, axis1=1, axis2=2)
         return M, loglik, weight
+
+
+#: Incomplete rows are gathered across blocks up to this many, so that each pattern's work
+#: is a few large array operations rather than many small ones.
+PENDING_ROWS = 1 << 16
 
 
 def estep_missing(params, covariance_type, source, shift, dtype, rows):
     """:func:`gmm.estep.estep` for data holding NaN: complete rows through the kernel, the
     others through their marginals and conditional expectations, into the same sums."""
     kernel = Kernel.for_params(params, covariance_type, shift, dtype, rows)
-    mixture = MarginalMixture(params, covariance_type)
-    M = np.zeros((kernel.K, kernel.fmap.F))
-    loglik = weight = 0.0
+    mixture = MarginalMixture(params, covariance_type, kernel.shift)
+    K = params.means.shape[0]
+    M = np.zeros((K, kernel.fmap.F))
+    totals = np.zeros(2)  # Σ w log p, Σ w
+    pending = []
+
+    def flush():
+        x = np.concatenate([p[0] for p in pending])
+        w = None if pending[0][1] is None else np.concatenate([p[1] for p in pending])
+        Mi, li, wi = mixture.expected_sums(x, w, np.isnan(x), kernel.fmap)
+        M[...] += Mi
+        totals[...] += (li, wi)
+        pending.clear()
+
+    n_pending = 0
     for x, w in source.chunks(kernel.rows):
-        nan = missing_mask(x)
-        if nan is not None:
-            partial = nan.any(axis=1)
-            Mi, li, wi = mixture.expected_sums(
-                x[partial],
-                None if w is None else w[partial],
-                nan[partial],
-                kernel.shift,
-                kernel.fmap,
-            )
-            M += Mi
-            loglik += li
-            weight += wi
-            x, w = x[~partial], None if w is None else w[~partial]
+        partial = incomplete_rows(x)
+        if partial is not None:
+            pending.append(_take(x, w, partial))
+            n_pending += pending[-1][0].shape[0]
+            if n_pending >= PENDING_ROWS:
+                flush()
+                n_pending = 0
+            x, w = _take(x, w, ~partial)
         if x.shape[0]:
             Mc, lc, wc = accumulate(kernel, BlockSource(x, w))
             M += Mc
-            loglik += lc
-            weight += wc
-    return SuffStats.from_raw(kernel.fmap, M, kernel.shift, params.means, loglik, weight)
+            totals += (lc, wc)
+    if pending:
+        flush()
+    return SuffStats.from_raw(kernel.fmap, M, kernel.shift, params.means, *totals)
+
+
+def _take(x, w, rows):
+    """The rows of ``x`` and ``w`` where the mask ``rows`` is set (faster than x[rows])."""
+    idx = np.flatnonzero(rows)
+    return x.take(idx, axis=0), None if w is None else np.asarray(w).take(idx)
 
 
 class FilledSource(ChunkSource):
@@ -264,8 +339,8 @@ def _split(kernel, source):
     """Yield ``(start, x, w, nan, partial)`` per block: ``nan`` None for complete blocks."""
     start = 0
     for x, w in source.chunks(kernel.rows):
-        nan = missing_mask(x)
-        yield start, x, w, nan, None if nan is None else nan.any(axis=1)
+        partial = incomplete_rows(x)
+        yield start, x, w, None if partial is None else np.isnan(x), partial
         start += x.shape[0]
 
 
