@@ -66,10 +66,7 @@ def check_chunk(X, w, n_features=None, *, where="X", validate_values=True, allow
         )
     if validate_values and X.dtype.kind == "f" and X.size and not np.isfinite(X).all():
         if not allow_nan:
-            raise ValueError(
-                f"{where} contains NaN or infinity; remove or impute those rows "
-                "(or fit with missing='marginalize', which treats NaN as missing)."
-            )
+            raise ValueError(f"{where} contains NaN or infinity; remove or impute those rows.")
         if np.isinf(X).any():
             raise ValueError(f"{where} contains infinity; remove those rows or use NaN.")
     if w is not None:

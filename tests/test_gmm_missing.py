@@ -317,7 +317,7 @@ def test_weights_act_as_repeated_rows():
 
 def test_errors_and_options():
     X = remove(blobs(), 0.2)
-    with pytest.raises(ValueError, match=r"NaN or infinity.*missing=.marginalize."):
+    with pytest.raises(ValueError, match="contains NaN or infinity"):
         GaussianMixture(2, missing="error").fit(X)
     with pytest.raises(ValueError, match="missing must be one of"):
         GaussianMixture(2, missing="drop").fit(X)
