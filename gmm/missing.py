@@ -14,8 +14,10 @@ responsibilities, into the same raw sums as complete rows gives the exact EM for
 covariance structure (for the diagonal ones the off-diagonal blocks vanish and the
 conditional mean is μ_km).
 
-Rows are grouped by their missingness pattern, and each pattern's algebra (one Cholesky
-factor of Σ_koo per component) is done once for all its rows; images have a few patterns.
+Rows are grouped by their missingness pattern, and each pattern's algebra (a Cholesky
+factor of Σ_koo and the regression B_k = Σ_kmo Σ_koo⁻¹ per component) is done once for all
+its rows; images have a few patterns. Per row there are only two matrix products over the
+quadratic features of the observed values (see :class:`_Pattern`).
 Complete rows never come here: they go through the E-step kernel unchanged. Rows with
 nothing observed carry no information about the parameters: the E-step leaves them out
 (they are counted by the data summary), and prediction gives them the prior.
