@@ -16,7 +16,7 @@ from scipy.stats import multivariate_normal
 from gmm import ConvergenceWarning, GaussianMixture, UnobservedRowsWarning, full_covariances
 
 TYPES = ["full", "tied", "diag", "tied_diag", "spherical"]
-FAITHFUL = Path(__file__).parent / "data" / "old_faithful" / "faithful.csv"
+FAITHFUL = Path(__file__).parent.parent / "data" / "old_faithful" / "faithful.csv"
 K, D = 3, 3
 REG = 1e-6
 
