@@ -4,6 +4,7 @@ Arrays in, arrays out: no file I/O, no images, no printing. See :class:`Gaussian
 """
 
 from ._checks import COVARIANCE_TYPES, INIT_METHODS
+from .bernoulli import BernoulliMixture
 from .chunks import ArraySource, ChunkSource, IterableSource
 from .covariance import full_covariances, n_parameters
 from .distributed import DaskSource, fit_dask
@@ -16,6 +17,7 @@ __all__ = [
     "COVARIANCE_TYPES",
     "INIT_METHODS",
     "ArraySource",
+    "BernoulliMixture",
     "ChunkSource",
     "ConvergenceWarning",
     "DaskSource",

@@ -82,3 +82,17 @@ def check_chunk(X, w, n_features=None, *, where="X", validate_values=True, allow
         if validate_values and w.size and (w < 0).any():
             raise ValueError("sample_weight must be non-negative; a zero weight removes a row.")
     return X, w
+
+
+def check_random_state(random_state):
+    """A ``numpy.random.Generator`` from None, an int seed, or a Generator (used as is)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (
+        isinstance(random_state, int | np.integer) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(random_state)
+    raise ValueError(
+        "random_state must be None, an int seed or a numpy.random.Generator; "
+        f"got {type(random_state).__name__}."
+    )

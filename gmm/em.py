@@ -10,6 +10,7 @@ row (see :func:`_reset`), which may lower the objective once; those iterations a
 in ``reset_iterations``.
 """
 
+import inspect
 import warnings
 from dataclasses import dataclass, field
 
@@ -77,6 +78,21 @@ def objective(stats, params, ctx):
     return value / stats.weight
 
 
+def notifier(callback):
+    """``callback`` as a function of (iteration, objective, params): the parameters are
+    passed only to a callback with a keyword parameter ``params`` (as SciPy's ``minimize``
+    passes ``intermediate_result``), so ``callback(iteration, objective)`` keeps working."""
+    if callback is None:
+        return None
+    try:
+        takes_params = "params" in inspect.signature(callback).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_params = False
+    if takes_params:
+        return lambda i, value, params: callback(i, value, params=params.copy())
+    return lambda i, value, params: callback(i, value)
+
+
 def run_em(source, params, ctx, callback=None, reset_source=None):
     """EM from ``params`` until convergence or ``ctx.max_iter`` iterations.
 
@@ -85,6 +101,7 @@ def run_em(source, params, ctx, callback=None, reset_source=None):
     """
     e_step = estep_missing if ctx.missing else estep
     reset_source = source if reset_source is None else reset_source
+    notify = notifier(callback)
     result = EMResult(params, False, 0)
     resets_left = np.full(ctx.n_components, ctx.max_resets)
     previous = None
@@ -132,8 +149,8 @@ def run_em(source, params, ctx, callback=None, reset_source=None):
         params = new_params
         result.params = params
         just_reset = bool(to_reset.size)
-        if callback is not None:
-            callback(iteration, value)
+        if notify is not None:
+            notify(iteration, value, previous[1])
         if converged:
             result.converged = True
             result.stop = "converged"

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from . import covariance as cov
+from . import online
 from ._blas import single_threaded
 from ._checks import (
     COVARIANCE_TYPES,
@@ -13,6 +14,7 @@ from ._checks import (
     check_choice,
     check_dtype,
     check_int,
+    check_random_state,
     check_real,
 )
 from .chunks import ValidatedSource, summarize
@@ -40,20 +42,6 @@ from .stats import FeatureMap
 
 FORMAT = "gmm.GaussianMixture/1"
 MISSING = ("marginalize", "error")
-
-
-def check_random_state(random_state):
-    """A ``numpy.random.Generator`` from None, an int seed, or a Generator (used as is)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or (
-        isinstance(random_state, int | np.integer) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(random_state)
-    raise ValueError(
-        "random_state must be None, an int seed or a numpy.random.Generator; "
-        f"got {type(random_state).__name__}."
-    )
 
 
 class GaussianMixture:
@@ -92,7 +80,11 @@ class GaussianMixture:
     random_state : None, int or numpy.random.Generator
         None gives a different result each run; an int, the same bytes each run.
     callback : callable, optional
-        ``callback(iteration, objective)`` after every EM iteration.
+        ``callback(iteration, objective)`` after every EM iteration. A callback with a
+        keyword parameter ``params`` is called as ``callback(iteration, objective,
+        params=p)``, ``p`` a copy of the parameters that objective was computed for
+        (``p.weights``, ``p.means``, ``p.covariances`` in the covariance type's layout): to
+        watch EM move (PRML Fig. 9.8).
     warm_start : bool, default False
         Start ``fit`` from the parameters of the previous fit (when it had the same shape):
         e.g. fit on a sample, then polish with a few iterations over all the data.
@@ -103,6 +95,11 @@ class GaussianMixture:
         every covariance type; ``predict``, ``predict_proba``, ``score_samples`` and
         ``score`` work on such rows, and :meth:`impute` fills them in. Data without NaN give
         exactly the fit they gave before this option existed. "error": NaN is an error.
+    online_alpha : float in (0.5, 1], default 0.7
+        Online EM (:meth:`partial_fit`, ``fit(online=True)``): the step size of the t-th
+        chunk is (t + 2)^-online_alpha (see :mod:`gmm.online`).
+    online_batch_rows : int, default 65536
+        ``fit(online=True)``: rows per stepwise update.
 
     Attributes
     ----------
@@ -147,6 +144,8 @@ class GaussianMixture:
         callback=None,
         warm_start=False,
         missing="marginalize",
+        online_alpha=0.7,
+        online_batch_rows=65536,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -165,6 +164,8 @@ class GaussianMixture:
         self.callback = callback
         self.warm_start = warm_start
         self.missing = missing
+        self.online_alpha = online_alpha
+        self.online_batch_rows = online_batch_rows
 
     # -- validation ------------------------------------------------------------------
 
@@ -262,15 +263,19 @@ class GaussianMixture:
     # -- fitting ---------------------------------------------------------------------
 
     @single_threaded
-    def fit(self, X, sample_weight=None):
+    def fit(self, X, sample_weight=None, *, online=False):
         """Fit the mixture by EM.
 
         Parameters
         ----------
         X : array-like (N, D), numpy.memmap, or chunk source
-            A chunk source is a re-iterable of ``(X_chunk, w_chunk)`` pairs.
+            A chunk source is a re-iterable of ``(X_chunk, w_chunk)`` pairs; with
+            ``online=True`` a one-shot iterator of such pairs (a stream) is accepted too.
         sample_weight : array-like (N,), optional
             Non-negative weights; integer weights act as repeated rows, zero removes a row.
+        online : bool, default False
+            One pass of online (stepwise) EM over the data, ``online_batch_rows`` rows per
+            update (see :meth:`partial_fit`), instead of batch EM's passes until convergence.
 
         Returns
         -------
@@ -282,6 +287,8 @@ class GaussianMixture:
             For invalid options or data: infinity (or NaN with ``missing="error"``), wrong
             shape, negative weights, no rows or no weight, a feature never observed.
         """
+        if online:
+            return self._fit_online(X, sample_weight)
         dtype = self._check_options()
         source = as_source(X, sample_weight)
         summary = summarize(source, allow_nan=self.missing == "marginalize")
@@ -314,6 +321,7 @@ class GaussianMixture:
         rng = check_random_state(self.random_state)
         result = fit_mixture(source, summary, ctx, self.n_init, rng, self.callback)
         self._set_params(result.params)
+        self._online = None  # a later partial_fit continues from these parameters
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.history_ = np.array(result.history)
@@ -338,6 +346,40 @@ class GaussianMixture:
                 stacklevel=2,
             )
         return self
+
+    def _fit_online(self, X, sample_weight):
+        self._check_options()
+        check_int("online_batch_rows", self.online_batch_rows, 1)
+        self._online = None
+        for x, w in online.one_pass(X, sample_weight, int(self.online_batch_rows)):
+            self._partial_fit(x, w, continue_fitted=False)
+        if getattr(self, "_online", None) is None:
+            raise ValueError("X is empty: there are no rows to fit.")
+        return self
+
+    @single_threaded
+    def partial_fit(self, X, sample_weight=None):
+        """One step of online (stepwise) EM from the chunk ``X``.
+
+        Running sufficient statistics s̄ are updated as s̄ ← (1 - η) s̄ + η s(X) with
+        η = (t + 2)^-online_alpha for the t-th chunk, then the parameters are their M-step
+        (Cappé & Moulines 2009; Liang & Klein 2009). The first call initialises from its
+        chunk (``init``, ``random_state``), or continues from the fitted parameters when the
+        model was fitted before; a chunk should hold many more rows than components.
+        ``history_`` holds each chunk's mean log-likelihood before its update, and
+        ``converged_`` says whether the last two differed by less than ``tol``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_options()
+        fitted = hasattr(self, "means_") and getattr(self, "_online", None) is None
+        return self._partial_fit(X, sample_weight, continue_fitted=fitted)
+
+    def _partial_fit(self, X, sample_weight, *, continue_fitted):
+        dtype = self._check_options()
+        return online.partial_fit(self, X, sample_weight, dtype, continue_fitted=continue_fitted)
 
     def fit_predict(self, X, sample_weight=None):
         """Fit, then return the most likely component of every row."""

@@ -1,5 +1,5 @@
 """The ``segment`` command line: one module per command (``image``, ``apply``, ``quantize``,
-``compare``, ``batch``), the options they share in :mod:`.params`, error reporting and
+``compare``, ``batch``, ``binary``), the options they share in :mod:`.params`, error reporting and
 progress in :mod:`.common`, and :mod:`.app`, which composes them into one Typer app. A
 command declares its options and calls one library function; every :class:`SegmentError`
 becomes one line on stderr and exit status 1 (usage errors are Typer's, status 2)."""

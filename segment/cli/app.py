@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import apply, batch, compare, fill, image, quantize
+from . import apply, batch, binary, compare, fill, image, quantize
 from .common import fail, out_console
 
 app = typer.Typer(
@@ -84,3 +84,4 @@ app.command("quantize", epilog=quantize.EPILOG)(quantize.quantize_cmd)
 app.command("compare", epilog=compare.EPILOG)(compare.compare_cmd)
 app.command("batch", epilog=batch.EPILOG)(batch.batch_cmd)
 app.command("fill", epilog=fill.EPILOG)(fill.fill_cmd)
+app.command("binary", epilog=binary.EPILOG)(binary.binary_cmd)

@@ -1,0 +1,52 @@
+"""The EM animation: bounded frames, a valid GIF, the fitted mixture last, atomic writes."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gmm
+from segment.errors import SegmentError
+from segment.outputs.animation import EMRecorder, block_covariances, thin, write_em_gif
+
+
+@pytest.mark.parametrize("n", [1, 5, 40, 41, 1000])
+def test_thinning_keeps_first_and_last_and_is_bounded(n):
+    idx = thin(n, 40)
+    assert idx[0] == 0 and idx[-1] == n - 1
+    assert len(idx) <= 40 and idx == sorted(set(idx))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "tied_diag", "spherical"])
+def test_block_covariances_match_full_matrices(covariance_type):
+    rng = np.random.default_rng(0)
+    X = rng.random((500, 4))
+    m = gmm.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    full = gmm.full_covariances(covariance_type, m.covariances_, 3, 4)
+    got = block_covariances(covariance_type, m.covariances_, 3, 4, [0, 2, 3])
+    np.testing.assert_allclose(got, full[:, [0, 2, 3]][:, :, [0, 2, 3]])
+
+
+def test_gif_is_valid_bounded_and_written_atomically(tmp_path):
+    rng = np.random.default_rng(1)
+    centres = rng.random((4, 3))
+    X = np.clip(centres[rng.integers(0, 4, 3000)] + 0.05 * rng.normal(size=(3000, 3)), 0, 1)
+    recorder = EMRecorder("full", [0, 1, 2])
+    model = gmm.GaussianMixture(
+        4, init="random_from_data", random_state=2, callback=recorder, tol=0, max_iter=25
+    )
+    with pytest.warns(gmm.ConvergenceWarning):
+        model.fit(X)
+    assert len(recorder.frames) == model.n_iter_
+    np.testing.assert_array_equal(recorder.history, [f[1] for f in recorder.frames])
+    final = (model.weights_, model.means_, model.covariances_)
+    path = tmp_path / "x.em.gif"
+    n = write_em_gif(path, X[:500], X[:500], recorder, final, names="RGB", max_frames=6)
+    assert n == 6
+    with Image.open(path) as im:
+        assert im.format == "GIF" and im.n_frames == 6 and im.size == (600, 240)
+        assert im.info["duration"] > 0
+    before = path.read_bytes()
+    with pytest.raises(SegmentError, match="already exists"):
+        write_em_gif(path, X[:500], X[:500], recorder, final, names="RGB", max_frames=3)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.em.gif"]
