@@ -374,6 +374,31 @@ def rows_with_missing(fn, mixture, what):
     return run
 
 
+def iter_blocks_missing(kernel, mixture, source):
+    """:func:`gmm.estep.iter_blocks` for rows holding NaN: the kernel scores the block with
+    finite stand-ins for the missing values (a NaN would spoil the block's far-row test),
+    then the incomplete rows' responsibilities and log p(x_o) are overwritten from their
+    marginals. Complete blocks are exactly the kernel's."""
+    start = 0
+    stand_in = kernel.shift_dt
+    for x, _ in source.chunks(kernel.rows):
+        n = x.shape[0]
+        partial = incomplete_rows(x)
+        if partial is None:
+            L, _ = kernel.logits(x)
+            ll = kernel.normalize(L)
+        else:
+            nan = np.isnan(x)
+            L, _ = kernel.logits(np.where(nan, stand_in.astype(x.dtype), x))
+            ll = kernel.normalize(L)
+            idx = np.flatnonzero(partial)
+            lp, R = _normalise(mixture.log_joint(x[idx], nan[idx]))
+            L[:, idx] = R
+            ll[idx] = lp
+        yield slice(start, start + n), L, ll
+        start += n
+
+
 def impute_rows(mixture):
     """A per-row function writing :meth:`MarginalMixture.impute` of every row into ``out``."""
 

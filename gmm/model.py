@@ -32,6 +32,7 @@ from .exceptions import ConvergenceWarning, UnobservedRowsWarning
 from .missing import (
     MarginalMixture,
     impute_rows,
+    iter_blocks_missing,
     loglik_and_entropy_missing,
     rows_with_missing,
 )
@@ -516,7 +517,10 @@ class GaussianMixture:
         would also hold over the caller's work between blocks).
         """
         source = self._source(X)
-        return iter_blocks(self.kernel(), source)
+        if not self._allow_nan():
+            return iter_blocks(self.kernel(), source)
+        mixture = MarginalMixture(self.params_, self.covariance_type)
+        return iter_blocks_missing(self.kernel(), mixture, source)
 
     @single_threaded
     def _loglik(self, X, sample_weight):

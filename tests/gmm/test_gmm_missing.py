@@ -223,24 +223,33 @@ def test_rows_of_a_fitted_model_match_reference(covariance_type):
     init = start(covariance_type, X)
     model = fit_quiet(X, n_components=K, covariance_type=covariance_type, max_iter=3, **init)
     covs = full_covariances(covariance_type, model.covariances_, K, D)
-    logp = np.full((X.shape[0], K), np.nan)
+    logp_ref = np.full((X.shape[0], K), np.nan)
     for i, x in enumerate(X):
         o = ~np.isnan(x)
         for k in range(K):
-            logp[i, k] = np.log(model.weights_[k]) + (
+            logp_ref[i, k] = np.log(model.weights_[k]) + (
                 multivariate_normal(model.means_[k][o], covs[k][np.ix_(o, o)]).logpdf(x[o])
                 if o.any()
                 else 0.0
             )
-    ll = logsumexp(logp, axis=1)
+    ll = logsumexp(logp_ref, axis=1)
     np.testing.assert_allclose(model.score_samples(X), ll, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(model.predict_proba(X), np.exp(logp - ll[:, None]), atol=1e-5)
-    assert np.array_equal(model.predict(X), np.argmax(logp, axis=1))
+    np.testing.assert_allclose(model.predict_proba(X), np.exp(logp_ref - ll[:, None]), atol=1e-5)
+    assert np.array_equal(model.predict(X), np.argmax(logp_ref, axis=1))
     # A row with nothing observed: log p = 0 and the prior's most likely component.
     assert model.score_samples(X[5:6])[0] == pytest.approx(0.0, abs=1e-6)
     assert model.predict(X[5:6])[0] == np.argmax(model.weights_)
     seen = ~np.isnan(X).all(axis=1)
     assert model.score(X) == pytest.approx(ll[seen].mean(), rel=1e-6)
+    # The block API gives the same, block by block.
+    resp = np.empty((X.shape[0], K))
+    logp = np.empty(X.shape[0])
+    small = GaussianMixture.from_dict({**model.to_dict(), "options": {"chunk_mib": 0.002}})
+    for rows, r, lp in small.iter_blocks(X):
+        assert rows.stop - rows.start < X.shape[0]
+        resp[rows], logp[rows] = r.T, lp
+    np.testing.assert_allclose(logp, ll, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(resp, np.exp(logp_ref - ll[:, None]), atol=1e-5)
     expected = reference_impute(X, model.weights_, model.means_, covs)
     imputed = model.impute(X)
     np.testing.assert_allclose(imputed, expected, rtol=1e-9, atol=1e-12)
