@@ -53,7 +53,9 @@ def missing_mask(x):
 def patterns(nan):
     """Yield ``(observed, rows)`` for every distinct missingness pattern of ``nan`` (n, D):
     the (D,) boolean mask of the observed features and the indices of the rows."""
-    D = nan.shape[1]
+    n, D = nan.shape
+    if n == 0:
+        return
     if D <= 62:
         keys = nan.astype(np.int64) @ (np.int64(1) << np.arange(D, dtype=np.int64))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -393,7 +395,8 @@ def iter_blocks_missing(kernel, mixture, source):
             ll = kernel.normalize(L)
             idx = np.flatnonzero(partial)
             lp, R = _normalise(mixture.log_joint(x[idx], nan[idx]))
-            L[:, idx] = R
+            # As the kernel's, no responsibility is exactly 0 (callers take logarithms).
+            L[:, idx] = np.maximum(R, np.finfo(L.dtype).tiny)
             ll[idx] = lp
         yield slice(start, start + n), L, ll
         start += n

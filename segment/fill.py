@@ -26,6 +26,7 @@ import gmm
 
 from .errors import SegmentError
 from .imageio.read import load_image
+from .imageio.tiff import read_samples
 from .outputs.files import atomic_write
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -50,49 +51,15 @@ def read_raster(path, *, max_pixels=None):
     """Read an image with its missing values as NaN (see the module's notes)."""
     path = Path(path)
     if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
-        raster = _read_tiff(path, max_pixels)
-        if raster is not None:
-            return raster
+        read = read_samples(path, max_pixels)
+        if read is not None:
+            return Raster(read[0], np.dtype(read[1]), path)
     image = load_image(path, max_pixels=max_pixels)
     pixels = image.pixels
     values = pixels.astype(np.float64)
     if image.alpha is not None:
         values[~image.alpha] = np.nan
     return Raster(values, np.dtype(pixels.dtype), path)
-
-
-def _read_tiff(path, max_pixels):
-    """A TIFF through tifffile (float and multi-channel samples), or None to let Pillow try."""
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            extra = len(getattr(page, "extrasamples", ()) or ())
-            if max_pixels is not None and page.imagelength * page.imagewidth > max_pixels:
-                raise SegmentError(
-                    f"{path.name}: {page.imagewidth}x{page.imagelength} pixels is over the "
-                    f"limit of {max_pixels}; raise --max-pixels if you trust the file."
-                )
-            arr = page.asarray()
-    except SegmentError:
-        raise
-    except Exception:
-        return None
-    if arr.ndim == 3 and arr.shape[0] <= 4 < arr.shape[2]:  # planar samples first
-        arr = np.moveaxis(arr, 0, 2)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] > 4 or arr.dtype.kind not in "uif" or 0 in arr.shape[:2]:
-        return None
-    values = arr.astype(np.float64)
-    if extra and arr.shape[2] > 1:
-        # The last sample is alpha: a transparent pixel holds no value.
-        alpha = values[:, :, -1]
-        values = values[:, :, :-1]
-        values[alpha == 0] = np.nan
-    values[~np.isfinite(values)] = np.nan
-    return Raster(values, arr.dtype, path)
 
 
 def read_mask(path, shape, *, max_pixels=None):

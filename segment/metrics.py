@@ -16,9 +16,24 @@ def psnr(rgb, approx, weight=None):
     """Peak signal-to-noise ratio in dB of ``approx`` against ``rgb`` (both (n, 3) in [0, 1]).
 
     ``weight`` (n,) counts each row that many times (distinct colours with pixel counts).
+    Missing values (NaN in ``rgb``) are left out.
     """
-    err = ((np.asarray(rgb, np.float64) - np.asarray(approx, np.float64)) ** 2).mean(axis=1)
+    sq = (np.asarray(rgb, np.float64) - np.asarray(approx, np.float64)) ** 2
+    if np.isnan(sq).any():
+        return _psnr_observed(sq, weight)
+    err = sq.mean(axis=1)
     mse = float(np.average(err, weights=weight))
+    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+
+
+def _psnr_observed(sq, weight=None):
+    """PSNR of squared errors (n, 3) over their finite values only."""
+    seen = ~np.isnan(sq)
+    w = np.ones(sq.shape[0]) if weight is None else np.asarray(weight, np.float64)
+    n = float(w @ seen.sum(axis=1))
+    if n == 0:
+        return float("nan")
+    mse = float(w @ np.where(seen, sq, 0.0).sum(axis=1)) / n
     return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
 
 
@@ -177,6 +192,14 @@ def labels_psnr(data, labels, palette):
         )
         if data.visible is not None:
             err = err[data.visible[a:b]]
+        if np.isnan(err).any():  # pixels missing a channel: their observed ones count
+            full = (data.strip_rgb(a, b) - pal[np.minimum(labels[a:b], len(pal) - 1)]) ** 2
+            if data.visible is not None:
+                full = full[data.visible[a:b]]
+            seen = ~np.isnan(full)
+            sq += float(np.where(seen, full, 0.0).sum(dtype=np.float64)) / 3.0
+            n += float(seen.sum()) / 3.0
+            continue
         sq += float(err.sum(dtype=np.float64))
         n += err.size
     mse = sq / max(n, 1)

@@ -25,6 +25,7 @@ from ..errors import SegmentError, printable
 from .decode import check_size, load_frame
 from .explain import as_segment_errors
 from .image import Image
+from .tiff import is_float_multisample, load_tiff
 
 
 def load_image(path, *, frame=0, max_pixels=None) -> Image:
@@ -33,7 +34,8 @@ def load_image(path, *, frame=0, max_pixels=None) -> Image:
     Parameters
     ----------
     path : str or Path
-        The image file; any format Pillow reads. It is opened read-only.
+        The image file; any format Pillow reads, and TIFFs of several float samples per
+        pixel (see :mod:`.tiff`). It is opened read-only.
     frame : int
         Which frame of a multi-frame file (GIF, APNG, multi-page TIFF, MPO, ...), from 0.
     max_pixels : int, optional
@@ -62,6 +64,8 @@ def load_image(path, *, frame=0, max_pixels=None) -> Image:
     path = Path(path)
     frame = _validate_frame(frame)
     _validate_max_pixels(max_pixels)
+    if is_float_multisample(path):  # Pillow reads one float sample per pixel only
+        return load_tiff(path, frame=frame, max_pixels=max_pixels)
     notes = []
     with _pillow_session(path, max_pixels, notes) as limit, _open(path, limit) as im:
         n_frames = _count(im)
@@ -96,6 +100,8 @@ def iter_frames(path, *, max_pixels=None) -> Iterator[Image]:
     """
     path = Path(path)
     _validate_max_pixels(max_pixels)
+    if is_float_multisample(path):
+        return iter([load_tiff(path, max_pixels=max_pixels)])
     return _frames(path, max_pixels)
 
 
@@ -122,6 +128,8 @@ def count_frames(path, *, max_pixels=None) -> int:
     """
     path = Path(path)
     _validate_max_pixels(max_pixels)
+    if is_float_multisample(path):
+        return 1
     with _pillow_session(path, max_pixels) as limit, _open(path, limit) as im:
         return _count(im)
 

@@ -1,6 +1,8 @@
 """Writing one segmentation: the label images (segmented, quantized, labels), the soft
 outputs and masks, the plots, and last the model file."""
 
+import numpy as np
+
 from ..features import FEATURE_NAMES
 from ..soft import overlay, soft_maps
 from .files import write_json, write_labels_png, write_palette_png
@@ -83,14 +85,21 @@ def save_density_plot(seg, path, overwrite):
     m, d = seg.model, seg.data
     K, D = m.means_.shape
     cov = full_covariances(m.covariance_type, m.covariances_, K, D)[:, :3, :3]
+    X, rgb, weight = d.X[:, :3], d.rgb, d.weight
+    # Pixels missing a channel (NaN) have no point in a colour projection: they are shown
+    # by the fitted density only.
+    complete = ~np.isnan(X).any(axis=1)
+    if not complete.all():
+        X, rgb = X[complete], rgb[complete]
+        weight = None if weight is None else weight[complete]
     fig = plot_density(
-        d.X[:, :3],
+        X,
         m.weights_,
         m.means_[:, :3],
         cov,
-        sample_colors=d.rgb,
+        sample_colors=rgb,
         component_colors=seg.quantized_palette / 255.0,
         feature_names=FEATURE_NAMES[d.space],
-        sample_weight=d.weight,
+        sample_weight=weight,
     )
     save_figure(fig, path, overwrite=overwrite)

@@ -241,6 +241,9 @@ def test_rows_of_a_fitted_model_match_reference(covariance_type):
     assert model.predict(X[5:6])[0] == np.argmax(model.weights_)
     seen = ~np.isnan(X).all(axis=1)
     assert model.score(X) == pytest.approx(ll[seen].mean(), rel=1e-6)
+    # A block whose incomplete rows all have nothing observed.
+    only_empty = np.vstack([blobs()[:4], np.full((2, D), np.nan)])
+    assert model.score(only_empty) == pytest.approx(model.score(only_empty[:4]), rel=1e-9)
     # The block API gives the same, block by block.
     resp = np.empty((X.shape[0], K))
     logp = np.empty(X.shape[0])
