@@ -107,3 +107,12 @@ def test_segment_image_on_partially_missing_pixels(tmp_path):
     expected = model.predict(X)
     # Label numbers are sorted by the segment application: a one-to-one correspondence.
     assert len(set(zip(expected, labels[visible], strict=True))) == 2
+
+
+def test_quantize_refuses_missing_channels(tmp_path):
+    img = two_halves()
+    img[0, 0, 1] = np.nan
+    path = write(tmp_path / "q.tif", img)
+    r = runner.invoke(app, ["quantize", str(path), "-o", str(tmp_path / "q.png")])
+    assert r.exit_code == 1 and "1 pixel(s) miss some channels" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "q.png").exists()
