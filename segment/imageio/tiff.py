@@ -8,6 +8,7 @@ as a NaN pixel of a one-sample float image is.
 """
 
 import contextlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,26 @@ SUFFIXES = (".tif", ".tiff")
 _IEEEFP = 3
 
 
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """tifffile logs what it finds wrong in a file to stderr; a command line tool must print
+    one line per error (its own), so the logger is muted while a file is parsed."""
+    logger = logging.getLogger("tifffile")
+    saved = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = saved
+
+
 def is_float_multisample(path):
     """Whether ``path`` is a TIFF whose first page holds several float samples per pixel:
     the layout Pillow cannot read and :func:`load_tiff` can. Decided from the header."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES or not path.is_file():
         return False
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception), _quiet_tifffile():
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
@@ -44,7 +58,7 @@ def read_samples(path, max_pixels=None):
     try:
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             if max_pixels is not None and page.imagelength * page.imagewidth > max_pixels:
                 raise SegmentError(
