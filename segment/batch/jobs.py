@@ -68,6 +68,7 @@ class JobSpec:
     soft: bool = False
     masks: bool = False
     sample_per_image: int | None = None
+    online: bool = False  # fit the shared model by one pass of online EM
     model: object = None  # the shared GaussianMixture, for the labelling stage
     shared_fit: dict | None = None  # its iterations and convergence, for the report rows
 
@@ -238,15 +239,30 @@ def _plot_pick(n):
 def colour_job(spec, job):
     """One input's part of the shared data: its colour histogram (8-bit colour) or, for
     streamed frames, their row counts and a few rows for the plot."""
-    hists, streamed, plot = [], [], []
+    return _colour_parts(spec, job, keep_rows=False)
+
+
+@_guarded
+def online_job(spec, job):
+    """:func:`colour_job`'s result plus, under ``"rows"``, every frame's pixel feature rows
+    (sampled as asked) in a random order fixed by the seed and the file: the file is read
+    once, for online EM."""
+    return _colour_parts(spec, job, keep_rows=True)
+
+
+def _colour_parts(spec, job, *, keep_rows):
+    hists, streamed, plot, rows = [], [], [], []
     for image in frames(job.src, spec.all_frames, spec.max_pixels):
         if _dedupable(image, spec.options):
             hists.append(_frame_histogram(image, spec, job.rel))
+            X = _frame_rows(image, spec, job.rel) if keep_rows else None
         else:
             X = _frame_rows(image, spec, job.rel)
             streamed.append((image.frame, len(X)))
             pick = _plot_pick(len(X))
             plot.append((X[pick], len(X) / len(pick)))
+        if keep_rows:
+            rows.append(X[_rng(spec, job.rel, image.frame).permutation(len(X))])
         del image
     keys = counts = None
     if len(hists) == 1:
@@ -255,4 +271,7 @@ def colour_job(spec, job):
         keys, inverse = np.unique(np.concatenate([k for k, _ in hists]), return_inverse=True)
         counts = np.bincount(inverse, weights=np.concatenate([c for _, c in hists]))
         counts = counts.astype(np.int64)
-    return {"status": "ok", "keys": keys, "counts": counts, "streamed": streamed, "plot": plot}
+    result = {"status": "ok", "keys": keys, "counts": counts, "streamed": streamed, "plot": plot}
+    if keep_rows:
+        result["rows"] = rows
+    return result

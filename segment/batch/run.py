@@ -48,6 +48,7 @@ from .shared import (
     ColourHistogram,
     SharedPixels,
     fit_shared,
+    fit_shared_online,
     load_shared_model,
     shared_document,
     write_shared_model,
@@ -201,6 +202,7 @@ def run_batch(
     sample_per_image=None,
     scheduler=None,
     events=None,
+    online=False,
 ):
     """Segment every image of a folder into a mirrored output tree.
 
@@ -232,6 +234,9 @@ def run_batch(
         Run on Dask: a scheduler address (``tcp://host:8786``), ``"local"``, or a client.
     events : BatchEvents, optional
         Receives progress.
+    online : bool
+        With ``shared_model``: fit it by one pass of online (stepwise) EM, each image read
+        once (see :func:`segment.batch.shared.fit_shared_online`), in this process.
 
     Returns
     -------
@@ -250,6 +255,12 @@ def run_batch(
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     workers = default_workers() if workers is None else workers
     _check_args(in_dir, out_dir, workers, sample_per_image, shared_model, scheduler)
+    if online and not shared_model:
+        raise SegmentError("--online only applies with --shared-model.")
+    if online and scheduler is not None:
+        raise SegmentError(
+            "--online fits in this process, one image after another; drop --scheduler."
+        )
     if scheduler is not None:
         import_distributed()
     in_dir, out_abs = in_dir.resolve(), out_dir.resolve()
@@ -271,6 +282,7 @@ def run_batch(
         soft=soft,
         masks=masks,
         sample_per_image=sample_per_image,
+        online=bool(online),
     )
     if not resume and not overwrite:
         _refuse_existing(out_dir, jobs, spec, shared_model)
@@ -326,6 +338,7 @@ def _run(in_dir, out_dir, jobs, spec, triage, shared_model, engine, events, t0):
         "options": spec.options.to_dict(),
         "shared_model": bool(shared_model),
         "sample_per_image": spec.sample_per_image,
+        "online": spec.online,
         "engine": engine.description,
         "started": utc_now(),
     }
@@ -396,6 +409,32 @@ def _segment_stage(engine, spec, todo, report, events):
         report.write("running", force=False)
 
 
+def _shared_online(spec, todo, candidates, report, in_dir, out_dir, events):
+    """The shared model by one pass of online EM in this process (each image read once)."""
+    events.phase("online EM over the images", len(candidates))
+
+    def seen(job, result):
+        events.advance(job.rel, result.get("error") or None)
+        if result["status"] != "ok":
+            report.set(job, result)
+            report.write("running", force=False)
+
+    fitted, source, plot_parts, good = fit_shared_online(
+        candidates, spec, on_result=seen, on_iteration=None
+    )
+    if not good:
+        return spec, None, []
+    model = fitted[0]
+    seg, doc = shared_document(fitted, source, plot_parts, spec, in_dir, len(good))
+    path = write_shared_model(seg, doc, out_dir, spec.plots)
+    fit = {"iterations": int(model.n_iter_), "converged": bool(model.converged_)}
+    return (
+        replace(spec, model=model, shared_fit=fit),
+        path,
+        [job for job in todo if job.index in good],
+    )
+
+
 def _shared_stage(engine, spec, todo, jobs, report, in_dir, out_dir, reuse, events):
     """Fit (or, resuming, load) the shared model; return the labelling spec, the model's
     path and the jobs still to do (those whose colour pass failed are reported)."""
@@ -405,6 +444,8 @@ def _shared_stage(engine, spec, todo, jobs, report, in_dir, out_dir, reuse, even
         return replace(spec, model=model, shared_fit=fit), path, todo
     # The model is of the whole folder, so every readable input counts, done or not.
     candidates = [job for job in jobs if report.rows[job.index]["status"] != "failed"]
+    if spec.online:
+        return _shared_online(spec, todo, candidates, report, in_dir, out_dir, events)
     events.phase("reading colours", len(candidates))
     hist, streamed, plot_parts, good = ColourHistogram(), [], [], set()
     fn = functools.partial(colour_job, spec)

@@ -7,6 +7,7 @@ random sample per image). On Dask, every EM iteration is a map-reduce over those
 the cluster.
 """
 
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,13 +17,18 @@ import gmm
 
 from ..color import features_to_rgb, keys_to_rgb8, rgb_to_features, rgb_to_uint8
 from ..errors import SegmentError
-from ..fit import fit_rows
+from ..fit import collect_notes, fit_rows, gmm_options, sort_components
 from ..metrics import psnr
 from ..outputs.files import write_json
 from ..outputs.model_file import load_model_file, model_document
 from ..outputs.paths import output_paths
 from ..outputs.segmentation import save_density_plot, save_loglik_plot
-from .jobs import SHARED_STEM, Job, JobSpec, colour_job, stream_rows
+from .jobs import SHARED_STEM, Job, JobSpec, colour_job, online_job, stream_rows
+
+#: Online EM over a folder: the step size exponent, the pixels per step and those of the
+#: shuffle buffer (2^20 pixels: 20 MiB of features). Chosen on the README's four images,
+#: where they reach batch EM's log-likelihood to 1 % (see benchmarks/bench_online.py).
+ONLINE_ALPHA, ONLINE_ROWS, SHUFFLE_ROWS = 0.6, 2048, 1 << 20
 
 
 class SharedPixels(gmm.ChunkSource):
@@ -165,6 +171,135 @@ def fit_shared(source, options, *, dtype=np.float32, init=None, on_iteration=Non
     )
     model.callback = None  # the model is shipped to the workers next
     return model, notes, selection
+
+
+def fit_shared_online(
+    jobs,
+    spec,
+    *,
+    on_result=None,
+    on_iteration=None,
+    alpha=ONLINE_ALPHA,
+    batch_rows=ONLINE_ROWS,
+    buffer_rows=SHUFFLE_ROWS,
+):
+    """Fit the shared model by one pass of online (stepwise) EM: every image is read once.
+
+    Stepwise EM assumes its chunks are alike, and a folder's images are not: the images
+    come in a random order fixed by the seed, and their pixels go through a shuffle buffer
+    of ``buffer_rows`` rows (as streaming data loaders do), from which every step takes
+    ``batch_rows`` rows at random. So each step sees pixels of many images, and memory is
+    the buffer plus one image.
+
+    Parameters
+    ----------
+    jobs : list of Job
+    spec : JobSpec
+    on_result : callable, optional
+        ``on_result(job, result)`` after each image (its ``online_job`` result; failed
+        images have ``status`` "failed" and are left out of the fit).
+
+    Returns
+    -------
+    fitted : (model, notes, None)
+        As :func:`fit_shared` returns them.
+    source : SharedPixels
+        The histogram of the 8-bit images and the streamed frames, for the figures.
+    plot_parts : list
+    good : set of int
+        Indices of the jobs that were read.
+    """
+    options = spec.options
+    if options.selects:
+        raise SegmentError(
+            "--online fits one mixture: give one k (-k 8) and one --covariance type, not a "
+            "range or auto."
+        )
+    model = gmm.GaussianMixture(
+        options.k,
+        covariance_type=options.covariance_type,
+        random_state=options.seed,
+        callback=on_iteration,
+        online_alpha=alpha,
+        **gmm_options(options),
+    )
+    hist, streamed, plot_parts, good = ColourHistogram(), [], [], set()
+    rng = np.random.default_rng([options.seed, 15])
+    buffer = _ShuffleBuffer(buffer_rows, batch_rows, rng)
+
+    def step(x):
+        try:
+            model.partial_fit(x)
+        except ValueError as err:
+            raise SegmentError(f"shared model: cannot fit the mixture: {err}") from None
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in rng.permutation(len(jobs)):
+            job = jobs[i]
+            result = online_job(spec, job)
+            if on_result is not None:
+                on_result(job, result)
+            if result["status"] != "ok":
+                continue
+            good.add(job.index)
+            hist.add(result)
+            streamed += [(job.src, f, job.rel, n) for f, n in result["streamed"]]
+            plot_parts += result["plot"]
+            for X in result.pop("rows"):
+                for chunk in buffer.push(X):
+                    step(chunk)
+        for chunk in buffer.drain():
+            step(chunk)
+    notes = collect_notes(caught)
+    if not good:
+        return None, None, plot_parts, good
+    notes.append(
+        f"online EM: one pass over {len(good)} images in a random order through a shuffle "
+        f"buffer of {buffer_rows:,} pixels, {model.n_iter_} steps of {batch_rows:,} pixels "
+        f"(step size (t + 2)^-{alpha:g})."
+    )
+    streamed.sort(key=lambda s: (s[2], s[1]))
+    source = SharedPixels(spec, *hist.rows(options.space), streamed)
+    model.callback = None
+    return (sort_components(model, options.space), notes, None), source, plot_parts, good
+
+
+class _ShuffleBuffer:
+    """Rows in, random chunks out: a buffer of ``size`` rows; once full, every chunk of
+    ``batch`` rows is drawn at random from it and its places go to the next rows in."""
+
+    def __init__(self, size, batch, rng):
+        self.size, self.batch, self.rng = max(size, batch), batch, rng
+        self.rows = None
+        self.n = 0
+
+    def push(self, X):
+        if self.rows is None:
+            self.rows = np.empty((self.size, X.shape[1]), dtype=X.dtype)
+        start = 0
+        while start < len(X):
+            take = min(self.size - self.n, len(X) - start)
+            self.rows[self.n : self.n + take] = X[start : start + take]
+            self.n += take
+            start += take
+            if self.n == self.size:
+                idx = self.rng.choice(self.size, size=self.batch, replace=False)
+                yield self.rows[idx].copy()
+                # The drawn places are refilled: move the last rows into them.
+                keep = np.setdiff1d(np.arange(self.size - self.batch, self.size), idx)
+                holes = idx[idx < self.size - self.batch]
+                self.rows[holes] = self.rows[keep]
+                self.n -= self.batch
+
+    def drain(self):
+        if self.rows is None or self.n == 0:
+            return
+        rest = self.rows[self.rng.permutation(self.n)]
+        self.rows = None
+        # Equal chunks rather than a last small one.
+        n_chunks = max(1, round(len(rest) / self.batch))
+        yield from np.array_split(rest, n_chunks)
 
 
 def _persisted(arrays, scheduler):

@@ -193,6 +193,15 @@ def batch_cmd(
             show_default=False,
         ),
     ] = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="With --shared-model: fit it by one pass of online (stepwise) EM, each image "
+            "read once (in a random order fixed by --seed), instead of EM's passes over all "
+            "pixels.",
+        ),
+    ] = False,
     scheduler: Annotated[
         str | None,
         typer.Option(
@@ -273,6 +282,7 @@ def batch_cmd(
             sample_per_image=sample_per_image,
             scheduler=scheduler,
             events=events,
+            online=online,
         )
     if json_:
         print_json(
