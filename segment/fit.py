@@ -36,6 +36,7 @@ class Segmentation:
     _labels: np.ndarray | None = None
     _pixel_totals: dict = field(default_factory=dict)  # log-likelihood met while labelling
     selection: object = None  # gmm.Selection when k was chosen by BIC
+    recorder: object = None  # EMRecorder of the fit's iterations, for NAME.em.gif
 
     @property
     def k(self):

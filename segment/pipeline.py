@@ -43,11 +43,13 @@ def segment_file(
     inputs=(),
     soft=False,
     masks=False,
+    animate=False,
 ):
     """Segment one file (each of its frames with ``all_frames``) and write its outputs.
 
     ``soft`` adds the soft, uncertainty, outliers and overlay images; ``masks`` one mask
-    image per component.
+    image per component; ``animate`` NAME.em.gif, EM's iterations drawn over the colours
+    (not with a range of k, where many fits compete).
 
     Returns
     -------
@@ -57,8 +59,20 @@ def segment_file(
     options.validate()
 
     def fit(data, path):
-        seg = fit_data(data, options, on_iteration, where=path)
-        return seg, figures_of(seg)
+        recorder = None
+        if animate and not options.selects:
+            from .outputs.animation import EMRecorder
+
+            recorder = EMRecorder(options.covariance_type, [0, 1, 2], then=on_iteration)
+        seg = fit_data(data, options, recorder or on_iteration, where=path)
+        seg.recorder = recorder
+        figures = figures_of(seg)
+        if animate and recorder is None:
+            figures["notes"] = [
+                *figures.get("notes", []),
+                "no animation: k was chosen among several fits (give one k for --animate).",
+            ]
+        return seg, figures
 
     return _each_frame(
         path,
@@ -73,6 +87,7 @@ def segment_file(
         inputs=inputs,
         soft=soft,
         masks=masks,
+        animate=animate and not options.selects,
     )
 
 
@@ -91,6 +106,7 @@ def _each_frame(
     skip=(),
     soft=False,
     masks=False,
+    animate=False,
 ):
     """The loop shared by the commands: per frame, check the outputs, make the features,
     release the decoded pixels, ``segment(data, path)`` -> (Segmentation, figures), write."""
@@ -111,6 +127,7 @@ def _each_frame(
             soft=soft,
             masks=max_k if masks else 0,
             selection=options.selects,
+            animate=animate,
         )
         for kind in skip:
             paths.pop(kind, None)

@@ -69,6 +69,14 @@ def image_cmd(
     max_pixels: MAX_PIXELS = DEFAULT["max_pixels"],
     soft: SOFT = DEFAULT["soft"],
     masks: MASKS = DEFAULT["masks"],
+    animate: Annotated[
+        bool,
+        typer.Option(
+            "--animate",
+            help="Also write NAME.em.gif: the mixture's 1σ/2σ ellipses over the pixels' "
+            "colours at every EM iteration, with the log-likelihood so far (one k only).",
+        ),
+    ] = False,
     quiet: QUIET = False,
     json_: JSON = False,
 ):
@@ -113,6 +121,7 @@ def image_cmd(
             inputs=paths,
             soft=soft,
             masks=masks,
+            animate=animate,
         )
 
     run_files(paths, work, quiet=quiet, as_json=json_, progress_label="EM")

@@ -16,10 +16,11 @@ PLOT_KINDS = ("loglik", "density")
 SOFT_KINDS = ("soft", "uncertainty", "outliers", "overlay")
 
 
-def output_paths(out_dir, stem, *, plots=True, soft=False, masks=0, selection=False):
+def output_paths(out_dir, stem, *, plots=True, soft=False, masks=0, selection=False, animate=False):
     """Paths of the outputs of one input, keyed by kind; the model file comes last.
 
-    ``masks`` is the number of components whose masks are written (NAME.mask00.png ...).
+    ``masks`` is the number of components whose masks are written (NAME.mask00.png ...);
+    ``animate`` adds NAME.em.gif (kind ``em``).
     """
     kinds = [k for k in OUTPUT_KINDS if plots or k not in PLOT_KINDS]
     kinds.remove("model")
@@ -28,8 +29,10 @@ def output_paths(out_dir, stem, *, plots=True, soft=False, masks=0, selection=Fa
     if soft:
         kinds += SOFT_KINDS
     kinds += [f"mask{k:02d}" for k in range(masks)]
+    if animate:
+        kinds.append("em")
     kinds.append("model")
-    ext = {"model": "json"}
+    ext = {"model": "json", "em": "gif"}
     return {k: Path(out_dir) / f"{stem}.{k}.{ext.get(k, 'png')}" for k in kinds}
 
 

@@ -28,6 +28,8 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
         save_density_plot(seg, paths["density"], overwrite)
     if "bic" in paths and seg.selection is not None:
         _plot_bic(seg.selection, paths["bic"], overwrite)
+    if "em" in paths and getattr(seg, "recorder", None) is not None:
+        save_animation(seg, paths["em"], overwrite)
     if write_model:
         write_json(
             paths["model"], model_document(seg, image, options, figures), overwrite=overwrite
@@ -103,3 +105,37 @@ def save_density_plot(seg, path, overwrite):
         sample_weight=weight,
     )
     save_figure(fig, path, overwrite=overwrite)
+
+
+#: Pixels drawn in the animation (a weighted sample: the picture, not the fit, needs them).
+ANIMATION_POINTS = 3000
+
+
+def save_animation(seg, path, overwrite):
+    """NAME.em.gif: the recorded EM iterations, then the fitted (sorted) mixture."""
+    import numpy as np
+
+    from gmm import full_covariances
+
+    from .animation import write_em_gif
+
+    m, d = seg.model, seg.data
+    K, D = m.means_.shape
+    w = np.asarray(d.weight if d.weight is not None else np.ones(len(d.X)), dtype=np.float64)
+    rng = np.random.default_rng(0)
+    n = min(ANIMATION_POINTS, int(np.count_nonzero(w)))
+    idx = rng.choice(len(d.X), size=n, replace=False, p=w / w.sum())
+    final = (
+        m.weights_,
+        m.means_[:, :3],
+        full_covariances(m.covariance_type, m.covariances_, K, D)[:, :3, :3],
+    )
+    write_em_gif(
+        path,
+        np.asarray(d.X[idx, :3], dtype=np.float64),
+        np.clip(np.asarray(d.rgb[idx], dtype=np.float64), 0.0, 1.0),
+        seg.recorder,
+        final,
+        names=FEATURE_NAMES[d.space],
+        overwrite=overwrite,
+    )

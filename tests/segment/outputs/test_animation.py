@@ -50,3 +50,42 @@ def test_gif_is_valid_bounded_and_written_atomically(tmp_path):
         write_em_gif(path, X[:500], X[:500], recorder, final, names="RGB", max_frames=3)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.em.gif"]
+
+
+def blobs(path, seed=0):
+    rng = np.random.default_rng(seed)
+    img = np.zeros((30, 40, 3))
+    img[:, :20] = (200, 40, 40)
+    img[:, 20:] = (40, 60, 210)
+    img[10:20, 10:30] = (240, 230, 60)
+    img += rng.normal(0, 8, img.shape)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_segment_image_animate_writes_the_gif_with_the_fitted_mixture_last(tmp_path):
+    from typer.testing import CliRunner
+
+    from segment.cli import app
+
+    runner = CliRunner()
+    src = blobs(tmp_path / "x.png")
+    out = tmp_path / "out"
+    args = ["image", str(src), "-k", "3", "--xy", "0", "-o", str(out), "--no-plots"]
+    r = runner.invoke(app, [*args, "--animate", "--json"])
+    assert r.exit_code == 0, r.output
+    gif = out / "x.em.gif"
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and 2 <= im.n_frames <= 40
+    assert '"em": ' in r.output  # listed among the outputs
+    # An existing output is refused before anything is written.
+    before = gif.read_bytes()
+    r = runner.invoke(app, [*args, "--animate"])
+    assert r.exit_code == 1 and "already exists" in r.output
+    assert gif.read_bytes() == before
+    # A range of k: several fits compete; no animation, and a note says so.
+    r = runner.invoke(
+        app, ["image", str(src), "-k", "2:3", "-o", str(tmp_path / "o2"), "--no-plots", "--animate"]
+    )
+    assert r.exit_code == 0 and "no animation" in r.output
+    assert not (tmp_path / "o2" / "x.em.gif").exists()
