@@ -69,6 +69,7 @@ class JobSpec:
     masks: bool = False
     sample_per_image: int | None = None
     online: bool = False  # fit the shared model by one pass of online EM
+    animate: bool = False  # NAME.em.gif of each image's EM (not with a shared model)
     model: object = None  # the shared GaussianMixture, for the labelling stage
     shared_fit: dict | None = None  # its iterations and convergence, for the report rows
 
@@ -101,7 +102,8 @@ def expected_outputs(job, spec, *, labelling):
             stems = [f"{job.stem}.f{i:03d}" for i in range(n)]
     paths = []
     for stem in stems:
-        kinds = output_paths(job.out_dir, stem, plots=spec.plots, soft=spec.soft)
+        animate = spec.animate and not labelling and not spec.options.selects
+        kinds = output_paths(job.out_dir, stem, plots=spec.plots, soft=spec.soft, animate=animate)
         if labelling:
             kinds.pop("loglik", None)  # apply_file writes no log-likelihood plot
         paths += kinds.values()
@@ -172,7 +174,9 @@ def segment_job(spec, job):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the pipeline turns what matters into notes
         if spec.model is None:
-            summaries = segment_file(job.src, job.out_dir, spec.options, **common)
+            summaries = segment_file(
+                job.src, job.out_dir, spec.options, animate=spec.animate, **common
+            )
         else:
             summaries = apply_file(spec.model, spec.options, job.src, job.out_dir, **common)
     first = {**(spec.shared_fit or {}), **summaries[0]}

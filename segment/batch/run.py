@@ -203,6 +203,7 @@ def run_batch(
     scheduler=None,
     events=None,
     online=False,
+    animate=False,
 ):
     """Segment every image of a folder into a mirrored output tree.
 
@@ -237,6 +238,8 @@ def run_batch(
     online : bool
         With ``shared_model``: fit it by one pass of online (stepwise) EM, each image read
         once (see :func:`segment.batch.shared.fit_shared_online`), in this process.
+    animate : bool
+        NAME.em.gif for every image fitted on its own (not with ``shared_model``).
 
     Returns
     -------
@@ -283,6 +286,7 @@ def run_batch(
         masks=masks,
         sample_per_image=sample_per_image,
         online=bool(online),
+        animate=bool(animate),
     )
     if not resume and not overwrite:
         _refuse_existing(out_dir, jobs, spec, shared_model)

@@ -232,6 +232,14 @@ def batch_cmd(
     max_pixels: MAX_PIXELS = DEFAULT["max_pixels"],
     soft: SOFT = DEFAULT["soft"],
     masks: MASKS = DEFAULT["masks"],
+    animate: Annotated[
+        bool,
+        typer.Option(
+            "--animate",
+            help="Also write NAME.em.gif: the mixture's 1σ/2σ ellipses over the pixels' "
+            "colours at every EM iteration, with the log-likelihood so far (one k only).",
+        ),
+    ] = False,
     quiet: QUIET = False,
     json_: JSON = False,
 ):
@@ -283,6 +291,7 @@ def batch_cmd(
             scheduler=scheduler,
             events=events,
             online=online,
+            animate=animate,
         )
     if json_:
         print_json(
