@@ -30,6 +30,7 @@ from .covariance import STATS_KIND, full_covariances
 from .em import FitContext, notifier
 from .estep import Kernel, block_rows, estep, worst_rows
 from .init import initial_params
+from .missing import FilledSource, estep_missing
 from .mstep import Params, data_scale, m_step, reset_components
 from .prior import resolve_prior
 from .sources import as_source
@@ -155,7 +156,9 @@ def start(est, source, summary, dtype, rng, *, continue_fitted):
         shift=np.array(shift, dtype=np.float64),
         scale=data_scale(summary, reg, K),
     )
-    params = initial_params(ctx, source, summary, rng)
+    # With missing values, initialisation sees the mean-filled rows (as in batch EM).
+    points = FilledSource(source, summary.mean) if summary.has_missing else source
+    params = initial_params(ctx, points, summary, rng)
     n, s, q = _implied(fmap.kind, ctype, params, ctx.shift, reg)
     return OnlineState(ctx, params, None, n, s, q, rng, np.full(K, ctx.max_resets), t=0, n_resets=0)
 
@@ -165,7 +168,8 @@ def step(state, source, summary, alpha):
     parameters it was scored with (before the update)."""
     ctx = state.ctx
     kind = STATS_KIND[ctx.covariance_type]
-    stats = estep(state.params, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows)
+    e_step = estep_missing if summary.has_missing else estep
+    stats = e_step(state.params, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows)
     if stats.weight <= 0.0:
         return None
     state.summary = summary if state.summary is None else merge_summaries(state.summary, summary)
@@ -182,7 +186,8 @@ def step(state, source, summary, alpha):
     params, collapsed = m_step(running, ctx.covariance_type, ctx.reg_covar, ctx.prior, scale)
     to_reset = np.flatnonzero(collapsed & (state.resets_left > 0))
     if to_reset.size:
-        params = _reset(params, to_reset, collapsed, source, ctx)
+        points = FilledSource(source, summary.mean) if summary.has_missing else source
+        params = _reset(params, to_reset, collapsed, points, ctx)
         state.resets_left[to_reset] -= 1
         state.n_resets += int(to_reset.size)
         n, s, q = _implied(kind, ctx.covariance_type, params, ctx.shift, ctx.reg_covar)
@@ -230,17 +235,19 @@ def one_pass(X, sample_weight, batch_rows):
     yield from as_source(X, sample_weight).chunks(batch_rows)
 
 
-def chunk_source(X, w):
-    """A validated one-block source and its summary (raises for NaN, bad shapes...)."""
+def chunk_source(X, w, allow_nan=False):
+    """A validated one-block source and its summary (raises for bad shapes, infinity, and
+    NaN unless ``allow_nan``: then NaN marks missing values, see :mod:`gmm.missing`)."""
     source = as_source(X, w)
-    return source, summarize(source)
+    return source, summarize(source, allow_nan=allow_nan)
 
 
 def partial_fit(est, X, sample_weight, dtype, *, continue_fitted):
     """One stepwise update of the estimator ``est`` from the chunk ``X`` (see
     :meth:`gmm.GaussianMixture.partial_fit`); sets its fitted attributes."""
     alpha = check_alpha(est.online_alpha)
-    source, summary = chunk_source(X, sample_weight)
+    allow_nan = getattr(est, "missing", "marginalize") == "marginalize"
+    source, summary = chunk_source(X, sample_weight, allow_nan)
     state = getattr(est, "_online", None)
     if state is None:
         D = summary.n_features
@@ -250,6 +257,7 @@ def partial_fit(est, X, sample_weight, dtype, *, continue_fitted):
         state = start(est, source, summary, dtype, rng, continue_fitted=continue_fitted)
         est.history_ = np.array([])
         est.reset_iterations_ = []
+        est.n_unobserved_ = 0
     elif summary.n_features != state.params.means.shape[1]:
         raise ValueError(
             f"X has {summary.n_features} features but the earlier chunks had "
@@ -273,4 +281,5 @@ def partial_fit(est, X, sample_weight, dtype, *, continue_fitted):
     est.n_resets_ = state.n_resets
     est.prior_ = state.ctx.prior
     est.n_features_in_ = summary.n_features
+    est.n_unobserved_ = getattr(est, "n_unobserved_", 0) + summary.n_unobserved
     return est

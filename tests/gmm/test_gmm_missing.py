@@ -417,3 +417,24 @@ def test_old_faithful_with_values_removed_matches_reference_em():
     np.testing.assert_allclose(full.means_[order, 0], [2.04, 4.29], atol=0.1)
     np.testing.assert_allclose(full.means_[order, 1], [54.5, 80.0], atol=1.5)
     np.testing.assert_allclose(full.weights_[order], [0.356, 0.644], atol=0.03)
+
+
+def test_online_em_with_missing_values():
+    rng = np.random.default_rng(16)
+    X = np.concatenate([rng.normal(0, 1, (6000, 3)), rng.normal(4, 0.5, (6000, 3))])
+    rng.shuffle(X)
+    Xm = remove(X, 0.2, seed=17)
+    n_empty = int(np.isnan(Xm).all(axis=1).sum())
+    kw = dict(n_components=2, random_state=0, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnobservedRowsWarning)
+        batch = GaussianMixture(**kw).fit(Xm)
+    online = GaussianMixture(**kw, online_batch_rows=1000).fit(Xm, online=True)
+    assert online.n_unobserved_ == n_empty > 0
+    assert online.score(X) > batch.score(X) - 0.01
+    # The same stream with the values present does better, but not by much.
+    complete = GaussianMixture(**kw, online_batch_rows=1000).fit(X, online=True)
+    assert online.score(X) <= complete.score(X) + 1e-3
+    strict = GaussianMixture(**kw, missing="error")
+    with pytest.raises(ValueError, match="NaN"):
+        strict.partial_fit(Xm[:1000])
