@@ -239,6 +239,10 @@ def main(argv=None):
     if not args.corpus_only:
         print("\n## Faults: `segment image flower.jpg -k 3 --max-iter 20 -q -o FOLDER`\n")
         print("\n".join(fault_table(parallel=args.jobs)))
+        from reliability_hostile import hostile_table  # issue 13: servers, signals, ...
+
+        print("\n## Hostile inputs (issue 13)\n")
+        print("\n".join(hostile_table(parallel=args.jobs)))
 
 
 if __name__ == "__main__":

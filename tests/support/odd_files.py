@@ -224,7 +224,8 @@ def run_jobs(jobs, *, parallel=2, mode="fork", timeout=60.0):
         ``signal`` and either ``after`` (seconds from the start) or ``temp_in`` (a folder:
         the signal is sent ``delay`` seconds after the ``count``-th (default 1st) temporary
         output file appears there; the "slow" fault makes each last long enough to be seen);
-        optional ``timeout``.
+        optional ``timeout``; optional ``stdout``: a file that gets the job's stdout (e.g.
+        /dev/full) instead of the result's ``stdout``.
     mode : "fork" or "exec"
         Fork children of a server process that imported ``segment`` once (started at the
         first call, kept for the next ones), or start ``sys.executable -m segment`` for
@@ -255,7 +256,8 @@ def run_jobs(jobs, *, parallel=2, mode="fork", timeout=60.0):
             if mode == "exec":
                 server.close()
         for r, job in zip(results, jobs, strict=True):
-            r["stdout"] = Path(job["_out"]).read_text(encoding="utf-8", errors="replace")
+            out = Path(job["_out"])  # absent when the job's stdout went elsewhere
+            r["stdout"] = out.read_text(encoding="utf-8", errors="replace") if out.exists() else ""
             r["stderr"] = Path(job["_err"]).read_text(encoding="utf-8", errors="replace")
         return results
 
@@ -424,7 +426,13 @@ def _start_exec(job):
     argv = [sys.executable, "-m", "segment", *job["argv"]]
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, job["_out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (
+            os.POSIX_SPAWN_OPEN,
+            1,
+            job.get("stdout") or job["_out"],
+            os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+            0o644,
+        ),
         (os.POSIX_SPAWN_OPEN, 2, job["_err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
     ]
     return os.posix_spawn(sys.executable, argv, dict(os.environ), file_actions=actions)
@@ -438,7 +446,7 @@ def _start_fork(job):
     try:
         stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
-        os.dup2(_open_std(job["_out"]), 1)
+        os.dup2(_open_std(job.get("stdout") or job["_out"]), 1)
         os.dup2(_open_std(job["_err"]), 2)
         code = _run_as_python_m(job)
     except BaseException:  # the child must never return into the driver's loop
@@ -573,7 +581,33 @@ def _fault_slow(arg):
     os.fsync = fsync
 
 
+def _fault_unreadable(path):
+    """Opening ``path`` fails with EACCES, as for a file without read permission (the
+    tests may run as root, for whom every file is readable)."""
+    import builtins
+
+    target = os.path.abspath(path)
+    real_open, real_os_open = builtins.open, os.open
+
+    def denied(file):
+        return isinstance(file, str | os.PathLike) and os.path.abspath(file) == target
+
+    def open_(file, *args, **kwargs):
+        if denied(file):
+            raise _os_error(errno.EACCES, str(file))
+        return real_open(file, *args, **kwargs)
+
+    def os_open(file, *args, **kwargs):
+        if denied(file):
+            raise _os_error(errno.EACCES, str(file))
+        return real_os_open(file, *args, **kwargs)
+
+    builtins.open = open_
+    os.open = os_open
+
+
 FAULTS = {
+    "unreadable": _fault_unreadable,
     "enospc": _fault_enospc,
     "enospc-fsync": _fault_enospc_fsync,
     "eacces": lambda arg: _fault_mkstemp(errno.EACCES),
