@@ -14,9 +14,11 @@ from dataclasses import replace
 
 from ..errors import SegmentError
 from .jobs import failure_row
+from .lifeline import watch_parent
+from .scheduler import check_scheduler
 
 #: How long to try to reach a Dask scheduler.
-DASK_CONNECT_TIMEOUT = "10s"
+DASK_CONNECT_TIMEOUT = 10.0
 
 
 DASK_MISSING = "--scheduler needs the dask extra: pip install 'segment[dask]'"
@@ -63,7 +65,7 @@ def _on_worker_sigterm(signum, frame):
     os._exit(128 + signum)
 
 
-def _worker_init():
+def _worker_init(parent_pid):
     # The parent decides when to stop (a terminal's Ctrl-C reaches the whole process group)
     # and then sends SIGTERM. Both were blocked while this process was started, so that a
     # signal arriving before these handlers existed waits for them.
@@ -71,6 +73,8 @@ def _worker_init():
     signal.signal(signal.SIGTERM, _on_worker_sigterm)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    # A parent killed with SIGKILL cannot send SIGTERM: the worker watches for itself.
+    watch_parent(parent_pid)
 
 
 def _in_worker(fn, job):
@@ -139,7 +143,10 @@ class PoolEngine:
         import multiprocessing
 
         return ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
 
     def imap(self, fn, jobs, events):
@@ -284,8 +291,11 @@ class DaskEngine:
                     )
                 self.client = distributed.Client(self._cluster, set_as_default=False)
             else:
+                # Asked first, under a deadline: a Client would wait for ever on an HTTP
+                # server and print a traceback at exit for one that sends garbage.
+                left = check_scheduler(self.scheduler, DASK_CONNECT_TIMEOUT)
                 self.client = distributed.Client(
-                    self.scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False
+                    self.scheduler, timeout=f"{left:.1f}s", set_as_default=False
                 )
         except (OSError, TimeoutError, ValueError) as err:
             raise SegmentError(
