@@ -12,6 +12,7 @@ from ..color import pillow_lab_to_rgb
 from ..errors import SegmentError, printable
 from .explain import UnsupportedMode, bomb_message
 from .image import Image
+from .png16 import key_mask_16, low_bytes, needs_low_bytes
 
 
 def load_frame(im, path, index, n_frames, limit, notes=()):
@@ -25,8 +26,11 @@ def load_frame(im, path, index, n_frames, limit, notes=()):
     declared = _tiff_orientation(im)
     im.load()
     oriented, orientation = _apply_orientation(im, declared)
+    low = None
+    if needs_low_bytes(im, rawmode, im.info.get("transparency")):
+        low = np.asarray(_apply_orientation(low_bytes(path, index), declared)[0])
     # The transposed copy has no format: PNG-specific tRNS rules need it from the original.
-    pixels, visible, bit_depth = _to_rgb(oriented, rawmode, png=im.format == "PNG")
+    pixels, visible, bit_depth = _to_rgb(oriented, rawmode, png=im.format == "PNG", low=low)
     return Image(
         pixels=pixels,
         alpha=None if visible is None or visible.all() else visible,
@@ -101,13 +105,14 @@ def _apply_orientation(im, declared):
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
-def _to_rgb(im, rawmode, *, png):
+def _to_rgb(im, rawmode, *, png, low=None):
     """Convert a loaded Pillow image to ``(pixels, visible or None, bit depth)``.
 
     ``pixels`` has shape (H, W, 3); ``visible`` is a bool (H, W) array or None when the mode
     and metadata carry no transparency at all. ``rawmode`` is how the file stored the
     samples (e.g. ``"L;4"``, ``"RGB;16B"``) and ``png`` whether it is a PNG: PNG colour keys
-    are in the file's bit depth, not in Pillow's.
+    are in the file's bit depth, not in Pillow's. ``low``: the low bytes of a 16-bit RGB
+    PNG's samples (:mod:`.png16`), to match its colour key at full precision.
     """
     mode = im.mode
     key = im.info.get("transparency")
@@ -130,10 +135,8 @@ def _to_rgb(im, rawmode, *, png):
         # otherwise hold three full-size buffers at once. The array is read-only.
         rgb = np.asarray(im)
         if isinstance(key, tuple) and png and rawmode == "RGB;16B":
-            # The tRNS key of a 16-bit PNG is 16-bit, but Pillow keeps only the high bytes of
-            # the samples: the match is approximate (pixels sharing the high bytes of the key
-            # also become invisible).
-            key = tuple(int(k) >> 8 for k in key)
+            # The tRNS key of a 16-bit PNG is 16-bit; Pillow keeps the high bytes only.
+            return rgb, key_mask_16(rgb, low, key), 8
         return rgb, _key_mask(rgb, key), 8
     if mode == "LAB":
         return pillow_lab_to_rgb(np.asarray(im)), None, 8

@@ -25,6 +25,7 @@ from ..errors import SegmentError, printable
 from .decode import check_size, load_frame
 from .explain import as_segment_errors
 from .image import Image
+from .jpeg import least_bytes
 from .tiff import is_float_multisample, load_tiff
 
 
@@ -254,7 +255,20 @@ def _open(path, limit):
                 "convert it to PNG or TIFF."
             )
         check_size(im, path, limit)
+        if im.format in ("JPEG", "MPO"):
+            _check_jpeg_data(path)
         yield im
+
+
+def _check_jpeg_data(path):
+    short = least_bytes(path)
+    if short is not None:
+        width, height, least, size = short
+        raise SegmentError(
+            f"{printable(path)}: the image data is truncated (the header declares "
+            f"{width}×{height} pixels, which take at least {least} bytes, but the file has "
+            f"{size}); re-download or re-export it."
+        )
 
 
 def _count(im):

@@ -342,14 +342,16 @@ def test_16_bit_rgb_png_is_decoded_to_8_bits():
     assert image.pixels.dtype == np.uint8 and image.bit_depth == 8
 
 
-def test_16_bit_rgb_png_colour_key_matches_high_bytes(tmp_path):
-    rows = [struct.pack(">6H", 0x1234, 0x5678, 0x9ABC, 0x12FF, 0x5600, 0x9A00)]
+def test_16_bit_rgb_png_colour_key_matches_at_full_precision(tmp_path):
+    rows = [
+        struct.pack(">9H", 0x1234, 0x5678, 0x9ABC, 0x12FF, 0x5600, 0x9A00, 0x1234, 0x5678, 0x9ABD)
+    ]
     key = struct.pack(">3H", 0x1234, 0x5678, 0x9ABC)
-    (tmp_path / "k16.png").write_bytes(png_bytes(2, 1, 16, 2, rows, (b"tRNS", key)))
+    (tmp_path / "k16.png").write_bytes(png_bytes(3, 1, 16, 2, rows, (b"tRNS", key)))
     image = load_image(tmp_path / "k16.png")
-    # Pillow keeps only the high bytes, so the second pixel matches too (approximate).
-    np.testing.assert_array_equal(image.pixels[0], [[0x12, 0x56, 0x9A]] * 2)
-    np.testing.assert_array_equal(image.alpha, [[False, False]])
+    # Pillow keeps only the high bytes; the key is matched on all 16 bits (issue 13).
+    np.testing.assert_array_equal(image.pixels[0], [[0x12, 0x56, 0x9A]] * 3)
+    np.testing.assert_array_equal(image.alpha, [[False, True, True]])
 
 
 @pytest.mark.parametrize(
