@@ -18,7 +18,8 @@ from ..errors import SegmentError
 from ..features import distinct_colors, pixel_data
 from ..imageio.read import count_frames, load_image
 from ..options import FitOptions
-from ..outputs.paths import output_paths, stems_for
+from ..outputs.paths import output_paths
+from ..outputs.stems import stems_for
 from ..pipeline import apply_file, frames, segment_file
 
 #: Columns of report.csv (report.json rows have these and the notes).

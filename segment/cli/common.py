@@ -89,7 +89,7 @@ def print_json(obj):
 
 def run_files(paths, work, *, quiet, as_json, progress_label):
     """Run ``work(path, on_iteration)`` over files; a failing file does not stop the rest."""
-    from ..outputs.paths import stems_for
+    from ..outputs.stems import stems_for
 
     with errors_to_exit():
         stems = stems_for(paths)

@@ -57,22 +57,6 @@ def check_outputs(paths, inputs, *, overwrite):
             raise SegmentError(f"cannot write {name}: {err.strerror or err}.") from None
 
 
-def stems_for(inputs):
-    """Output stem of each input: its name without extension, or with it where two inputs
-    would otherwise share a stem."""
-    inputs = [Path(p) for p in inputs]
-    counts = {}
-    for p in inputs:
-        counts[p.stem] = counts.get(p.stem, 0) + 1
-    stems = [p.stem if counts[p.stem] == 1 else p.name for p in inputs]
-    if len(set(stems)) != len(stems):
-        dup = sorted({s for s in stems if stems.count(s) > 1})[0]
-        raise SegmentError(
-            f"two inputs are both named {dup!r}; process them into different output folders."
-        )
-    return stems
-
-
 def make_dir(out_dir):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -337,7 +337,7 @@ def test_bad_inputs_one_line_each(tmp_path):
         (["image", str(tmp_path / "fifo.png")], 1, r"not a regular file"),
         (["image", str(tmp_path / "dangling.png")], 1, r"dangling.png: no such file"),
         (["image", str(tmp_path / "b.png" / "x.png")], 1, r"a part of the path is not a folder"),
-        (["image", str(src), str(src)], 1, r"two inputs are both named"),
+        (["image", str(src), str(src)], 1, r"b.png is given more than once"),
         (["image"], 2, r"Missing argument"),
         (["image", str(src), "-o", str(tmp_path / "a_file")], 2, r"is a file"),
         (["image", str(src), "-o", str(tmp_path / "a_file" / "sub")], 1, r"output folder"),

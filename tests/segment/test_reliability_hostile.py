@@ -242,7 +242,10 @@ def test_colliding_names_get_distinct_outputs(tmp_path):
     three = [str(folder / n) for n in ("a.png", "a.jpg", "a.png.png")]
     jobs = [
         {"id": "image", "argv": ["image", *three, *base, "-o", str(tmp_path / "o1")]},
-        {"id": "batch", "argv": ["batch", str(folder), *base, "-o", str(tmp_path / "o2")]},
+        {
+            "id": "batch",
+            "argv": ["batch", str(folder), *base, "--recursive", "-o", str(tmp_path / "o2")],
+        },
         {
             "id": "folders",
             "argv": [

@@ -1,0 +1,68 @@
+"""Output names of several inputs written to one folder: distinct and predictable.
+
+The rule (README, "Errors"):
+
+1. An input's outputs are named after its stem: ``photo.jpg`` → ``photo.*``.
+2. Inputs that share a stem use their whole file name instead: ``a.png`` and ``a.jpg`` →
+   ``a.png.*`` and ``a.jpg.*``; so does an input whose stem is a name taken that way
+   (``a.png.png`` next to those two → ``a.png.png.*``).
+3. A name still shared (the same file name from two folders) is kept by the first input
+   in order (command-line order; sorted order in a batch folder); the others get ``~2``,
+   ``~3``, ... appended (``a.png~2.*``): the lowest number no other input uses.
+
+The same file given twice is refused.
+"""
+
+from collections import Counter
+from pathlib import Path
+
+from ..errors import SegmentError
+
+__all__ = ["stems_for"]
+
+
+def stems_for(inputs):
+    """Output stem of each input (see the module's rule), in the order given.
+
+    Raises
+    ------
+    SegmentError
+        If the same file is given twice.
+    """
+    inputs = [Path(p) for p in inputs]
+    _refuse_repeats(inputs)
+    count = Counter(p.stem for p in inputs)
+    names = [p.stem if count[p.stem] == 1 else p.name for p in inputs]
+    while True:  # a whole name may equal another input's stem: that one takes its name too
+        whole = {n for n, p in zip(names, inputs, strict=True) if n == p.name}
+        clash = [i for i, p in enumerate(inputs) if names[i] != p.name and names[i] in whole]
+        if not clash:
+            break
+        for i in clash:
+            names[i] = inputs[i].name
+    final = [None] * len(names)
+    used = set()
+    for i, n in enumerate(names):
+        if n not in used:
+            final[i] = n
+            used.add(n)
+    for i, n in enumerate(names):
+        if final[i] is None:
+            k = 2
+            while f"{n}~{k}" in used:
+                k += 1
+            final[i] = f"{n}~{k}"
+            used.add(final[i])
+    return final
+
+
+def _refuse_repeats(inputs):
+    seen = set()
+    for p in inputs:
+        try:
+            key = p.resolve()
+        except OSError:
+            key = p.absolute()
+        if key in seen:
+            raise SegmentError(f"{p} is given more than once; give each input once.")
+        seen.add(key)
