@@ -23,6 +23,9 @@ from .errors import SegmentError
 
 FEATURE_NAMES = {"rgb": ("R", "G", "B"), "lab": ("L*", "a*", "b*")}
 
+#: Why an image (or a frame) with no visible pixel is refused (or skipped).
+NOTHING_TO_SEGMENT = "every pixel is fully transparent; there is nothing to segment"
+
 
 @dataclass
 class PixelData:
@@ -259,9 +262,7 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_col
         visible = None
     H, W = pixels.shape[:2]
     if visible is not None and not visible.any():
-        raise SegmentError(
-            f"{image.path}: every pixel is fully transparent; there is nothing to segment."
-        )
+        raise SegmentError(f"{image.path}: {NOTHING_TO_SEGMENT}.")
     xy_weight = float(xy) * SPACE_RANGE[space]
     common = dict(visible=visible, shape=(H, W), space=space, xy=xy_weight)
     # Distinct colours serve two ends: an exact fit on them (8-bit, no position), and

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import SegmentError
-from .features import pixel_data
+from .features import NOTHING_TO_SEGMENT, pixel_data
 from .fit import figures_of, fit_data, loglik_and_bic, segmentation_of
 from .imageio.read import iter_frames, load_image
 from .outputs.files import atomic_group
@@ -115,7 +115,13 @@ def _each_frame(
     out_dir = Path(out_dir)
     make_dir(out_dir)
     summaries = []
+    skipped = []  # notes on frames with nothing to segment, for the next (or last) summary
+    n_frames = 0
     for image in frames(path, all_frames, max_pixels):
+        n_frames = image.n_frames
+        if all_frames and image.alpha is not None and not image.alpha.any():
+            skipped.append(f"frame {image.frame}: {NOTHING_TO_SEGMENT}; skipped.")
+            continue
         t0 = time.perf_counter()
         info = ImageInfo.of(image)
         frame_stem = stem if not all_frames or info.n_frames == 1 else f"{stem}.f{info.frame:03d}"
@@ -136,6 +142,7 @@ def _each_frame(
         image_notes = list(getattr(image, "notes", ()))
         del image  # the features (or colour keys) carry all that is needed from here
         seg, figures = segment(data, path)
+        image_notes, skipped = skipped + image_notes, []
         if image_notes:
             figures["notes"] = image_notes + list(figures.get("notes", []))
         # k may have been lowered (fewer distinct colours): no masks of absent components
@@ -155,6 +162,10 @@ def _each_frame(
                 "outputs": {k: str(v) for k, v in paths.items()},
             }
         )
+    if skipped and not summaries:
+        raise SegmentError(f"{path}: {NOTHING_TO_SEGMENT} (in all {n_frames} frames).")
+    if skipped:
+        summaries[-1]["notes"] = list(summaries[-1].get("notes", [])) + skipped
     return summaries
 
 

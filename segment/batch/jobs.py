@@ -15,7 +15,7 @@ import numpy as np
 
 from ..color import color_keys
 from ..errors import SegmentError
-from ..features import distinct_colors, pixel_data
+from ..features import NOTHING_TO_SEGMENT, distinct_colors, pixel_data
 from ..imageio.read import count_frames, load_image
 from ..options import FitOptions
 from ..outputs.paths import output_paths
@@ -213,9 +213,7 @@ def _sample(n, spec, rel, frame):
 def _frame_histogram(image, spec, rel):
     """Distinct colour keys of one frame's visible pixels (or of its sample) and counts."""
     if image.alpha is not None and not image.alpha.any():
-        raise SegmentError(
-            f"{image.path}: every pixel is fully transparent; there is nothing to segment."
-        )
+        raise SegmentError(f"{image.path}: {NOTHING_TO_SEGMENT}.")
     if spec.sample_per_image is None:
         return distinct_colors(image.pixels, image.alpha)
     keys = color_keys(image.pixels)
@@ -257,7 +255,11 @@ def online_job(spec, job):
 
 def _colour_parts(spec, job, *, keep_rows):
     hists, streamed, plot, rows = [], [], [], []
+    seen = 0
     for image in frames(job.src, spec.all_frames, spec.max_pixels):
+        seen += 1
+        if spec.all_frames and image.alpha is not None and not image.alpha.any():
+            continue  # a frame with nothing to segment adds nothing (the model is shared)
         if _dedupable(image, spec.options):
             hists.append(_frame_histogram(image, spec, job.rel))
             X = _frame_rows(image, spec, job.rel) if keep_rows else None
@@ -269,6 +271,8 @@ def _colour_parts(spec, job, *, keep_rows):
         if keep_rows:
             rows.append(X[_rng(spec, job.rel, image.frame).permutation(len(X))])
         del image
+    if seen and not hists and not streamed:
+        raise SegmentError(f"{job.src}: {NOTHING_TO_SEGMENT} (in all {seen} frames).")
     keys = counts = None
     if len(hists) == 1:
         keys, counts = hists[0]

@@ -164,7 +164,7 @@ def test_all_frames_skips_an_empty_frame_and_says_which(tmp_path):
         {"id": "quiet", "argv": [*jobs[0]["argv"][:-1], str(tmp_path / "oq"), "-q", "--json"]}
     )
     results = RT.run_jobs(jobs, parallel=PARALLEL)
-    for name, r in zip(names, results, strict=True):
+    for name, r in zip(names, results[:2], strict=True):
         assert r["code"] == 0, (name, r["stderr"])
         assert "Traceback" not in r["stderr"]
         stem = Path(name).stem
