@@ -10,6 +10,7 @@ from .color import color_keys, keys_to_rgb8
 from .errors import SegmentError
 from .features import row_strips
 from .quantize.mapping import BLOCK_ROWS, PaletteImage, unit_scale
+from .ssim import masked_ssim_map
 
 
 def psnr(rgb, approx, weight=None):
@@ -120,7 +121,9 @@ def image_figures(original, result, visible=None, *, ssim=True, strip_rows=None)
     Computed strip by strip over the visible pixels. SSIM is scikit-image's
     ``structural_similarity(original, result, channel_axis=-1, data_range=1)``, with the
     mean of its per-pixel map taken over the visible pixels at least 3 pixels from the
-    border (where scikit-image takes its mean); strips borrow 3 rows from their neighbours,
+    border (where scikit-image takes its mean); with transparency, each window's statistics
+    are those of its visible pixels (:func:`segment.ssim.masked_ssim_map`), so what hidden
+    pixels hold does not count; strips borrow 3 rows from their neighbours,
     so each strip's map is exactly that of the whole image. For an 8-bit ``original`` and a
     :class:`PaletteImage` ``result``, PSNR and ΔE are computed once per distinct pair of
     original colour and palette colour, weighted by its pixel count (the same figures).
@@ -164,9 +167,14 @@ def image_figures(original, result, visible=None, *, ssim=True, strip_rows=None)
             de += float(_delta_e(oc, rc).sum()) if len(oc) else 0.0
             n += int(v.sum())
         if do_ssim:
-            _, S = structural_similarity(o, r, channel_axis=-1, data_range=1.0, full=True)
+            if visible is None:
+                _, S = structural_similarity(o, r, channel_axis=-1, data_range=1.0, full=True)
+                defined = True
+            else:  # windows of visible pixels only: what is under transparency is no image
+                S, defined = masked_ssim_map(o, r, visible[a0:b0], win=SSIM_WIN)
+                defined = defined[core]
             rows = np.arange(a, b)
-            inner = v & ((rows >= pad) & (rows < H - pad))[:, None]
+            inner = v & defined & ((rows >= pad) & (rows < H - pad))[:, None]
             inner[:, :pad] = False
             inner[:, W - pad :] = False
             s_sum += float(S[core][inner].sum())
