@@ -260,9 +260,21 @@ def _rand_precision_recall(t, s):
     together = float(n @ n) - len(t)
     seg_pairs = float(np.bincount(s).astype(np.float64) @ np.bincount(s)) - len(t)
     truth_pairs = float(np.bincount(t).astype(np.float64) @ np.bincount(t)) - len(t)
-    precision = together / seg_pairs if seg_pairs > 0 else 1.0
-    recall = together / truth_pairs if truth_pairs > 0 else 1.0
-    return precision, recall
+    # A fraction of no pairs is undefined (None, with the reason), never a made-up 0 or 1.
+    undefined = {}
+    if seg_pairs == 0:
+        undefined["rand_precision"] = "the segmentation puts no two pixels in one segment"
+    if truth_pairs == 0:
+        undefined["rand_recall"] = "the truth puts no two pixels in one segment"
+    if seg_pairs + truth_pairs == 0:
+        undefined["adapted_rand_error"] = "neither map puts two pixels in one segment"
+    precision = together / seg_pairs if seg_pairs > 0 else None
+    recall = together / truth_pairs if truth_pairs > 0 else None
+    # 1 - the F-score = 1 - 2 together / (seg_pairs + truth_pairs): scikit-image's error,
+    # without its division by zero.
+    total = seg_pairs + truth_pairs
+    are = 1.0 - 2.0 * together / total if total > 0 else None
+    return precision, recall, are, undefined
 
 
 def compare_labels(
@@ -292,7 +304,8 @@ def compare_labels(
         ``adapted_rand_error`` (1 - the F-score of the two below), ``rand_precision`` (of
         the pixel pairs ``seg`` puts together, the fraction ``truth`` does too),
         ``rand_recall`` (of the pairs ``truth`` puts together, the fraction ``seg`` does
-        too); ``segments`` and
+        too): each None when it is undefined (a map that puts no two pixels together, e.g.
+        1×1 maps), with the reason in ``undefined`` (metric name → why); ``segments`` and
         ``truth_segments`` (numbers of labels, of regions with ``connected``, among the
         pixels compared); ``pixels`` compared; ``ignored_pixels``; ``connected``.
 
@@ -301,7 +314,7 @@ def compare_labels(
     SegmentError
         If the maps differ in size, are not 2-D integer arrays, or no pixel is left.
     """
-    from skimage.metrics import adapted_rand_error, variation_of_information
+    from skimage.metrics import variation_of_information
 
     seg = _check_map("the segmentation", seg)
     truth = _check_map("the truth", truth)
@@ -329,15 +342,15 @@ def compare_labels(
     s = np.unique(seg[keep], return_inverse=True)[1].ravel()
     t = np.unique(truth[keep], return_inverse=True)[1].ravel()
     splits, merges = variation_of_information(t, s)
-    are, _, _ = adapted_rand_error(t, s, ignore_labels=())
-    precision, recall = _rand_precision_recall(t, s)
+    precision, recall, are, undefined = _rand_precision_recall(t, s)
     return {
         "variation_of_information": float(splits + merges),
         "false_splits": float(splits),
         "false_merges": float(merges),
-        "adapted_rand_error": float(are),
-        "rand_precision": float(precision),
-        "rand_recall": float(recall),
+        "adapted_rand_error": are,
+        "rand_precision": precision,
+        "rand_recall": recall,
+        "undefined": undefined,
         "segments": int(s.max()) + 1,
         "truth_segments": int(t.max()) + 1,
         "pixels": n,

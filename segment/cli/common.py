@@ -24,6 +24,12 @@ def fail(message):
     err_console.print(f"segment: error: {text}", markup=False)
 
 
+def note(message):
+    """One line on stderr that is not an error (a figure left undefined, a skipped part)."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(message))
+    err_console.print(f"note: {text}", markup=False)
+
+
 @contextlib.contextmanager
 def errors_to_exit():
     """Turn the failures a user can meet into one line and a status, never a traceback."""

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from ..errors import SegmentError
-from .common import errors_to_exit, out_console, print_json
+from .common import errors_to_exit, note, out_console, print_json
 from .params import JSON, MAX_PIXELS
 
 
@@ -88,10 +88,23 @@ def compare_cmd(
     out_console.print(
         f"VI={r['variation_of_information']:.4f} bits (false splits "
         f"{r['false_splits']:.4f}, false merges {r['false_merges']:.4f})  "
-        f"adapted Rand error={r['adapted_rand_error']:.4f} (precision "
-        f"{r['rand_precision']:.4f}, recall {r['rand_recall']:.4f})  "
+        f"adapted Rand error={_figure(r['adapted_rand_error'])} (precision "
+        f"{_figure(r['rand_precision'])}, recall {_figure(r['rand_recall'])})  "
         f"{r['segments']} {unit} vs {r['truth_segments']} in the truth  "
         f"{r['pixels']} pixels"
         + (f" ({r['ignored_pixels']} ignored)" if r["ignored_pixels"] else ""),
         markup=False,
     )
+    for name, why in r["undefined"].items():
+        note(f"{_NAMES[name]} is undefined (n/a): {why}.")
+
+
+_NAMES = {
+    "adapted_rand_error": "the adapted Rand error",
+    "rand_precision": "the Rand precision",
+    "rand_recall": "the Rand recall",
+}
+
+
+def _figure(value):
+    return "n/a" if value is None else f"{value:.4f}"
