@@ -8,6 +8,11 @@ from .errors import SegmentError
 #: Pixels a per-pixel fit samples by default (see FitOptions.pixel_rows).
 AUTO_SAMPLE = 1_000_000
 
+#: The largest --xy: positions a thousand times the colour range already make colour
+#: irrelevant, and far beyond it the features overflow float32 (1e308) or the covariances
+#: lose every colour digit ("Eigenvalues did not converge" at 1e20).
+MAX_XY = 1000.0
+
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -56,8 +61,8 @@ class FitOptions:
             f"unknown colour space {self.space!r}; use one of {', '.join(COLOR_SPACES)}.",
         )
         _check(
-            _finite(self.xy) and self.xy >= 0,
-            f"the xy weight must be a finite number >= 0; got {self.xy}.",
+            _finite(self.xy) and 0 <= self.xy <= MAX_XY,
+            f"the xy weight must be a number from 0 to {MAX_XY:g}; got {self.xy}.",
         )
         _check(
             isinstance(self.max_iter, int) and self.max_iter >= 1,

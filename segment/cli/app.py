@@ -3,6 +3,7 @@
 
 import signal
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ import typer
 from .. import __version__
 from . import apply, batch, binary, compare, fill, image, quantize
 from .common import fail, out_console
+from .streams import GuardedStream, StdoutError, silence_stdout, warning_as_note
 
 app = typer.Typer(
     name="segment",
@@ -54,9 +56,15 @@ def main(argv=None):
     command = typer.main.get_command(app)
     # SIGTERM (kill, a scheduler's timeout) stops like Ctrl-C: temporary files are removed.
     signal.signal(signal.SIGTERM, _terminate)
+    guarded = sys.stdout = GuardedStream(sys.stdout)
+    warnings.showwarning = warning_as_note
     try:
         result = command.main(args=argv, prog_name="segment", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        guarded.flush()  # now, not at exit: a full disk is one line, not a traceback
+    except StdoutError as err:
+        fail(str(err))
+        code = 1
     except typer.TyperException as err:  # Typer's (vendored click's) parsing errors
         code = getattr(err, "exit_code", 2)
         ctx = getattr(err, "ctx", None)
@@ -74,6 +82,8 @@ def main(argv=None):
         code = 1
     if _terminated and code == 130:
         code = 143  # the convention for SIGTERM
+    if guarded.failed:
+        silence_stdout()
     sys.exit(code)
 
 

@@ -14,6 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..options import MAX_XY
 from .common import err_console, errors_to_exit, fail, out_console, print_json
 from .params import (
     ALL_FRAMES,
@@ -41,13 +42,14 @@ from .params import (
     SPACE,
     TOL,
     fit_options,
+    number_check,
 )
 
 XY = Annotated[
     float | None,
     typer.Option(
         "--xy",
-        min=0.0,
+        callback=number_check("a weight", 0.0, MAX_XY),
         help="Weight of the pixel position (x, y) as extra features; 0 = colour only. Default: "
         f"{DEFAULT['xy']:g} as for 'segment image', but 0 with --shared-model (a colour then "
         "gets the same label wherever it is, and 8-bit images reduce exactly to one colour "

@@ -2,13 +2,14 @@
 fit come from :class:`segment.options.FitOptions`, the one source of both the library and
 the command line."""
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..options import FitOptions
+from ..options import MAX_XY, FitOptions
 from .common import errors_to_exit
 
 
@@ -31,6 +32,30 @@ class Init(StrEnum):
     kmeanspp = "k-means++"
     random = "random"
     random_from_data = "random_from_data"
+
+
+def number_check(what, low, high=None, *, also=(), above=False):
+    """A Typer callback refusing what is not a finite number from ``low`` to ``high``
+    (``above``: greater than ``low``) or one of ``also``. A bad value is a malformed command
+    line: status 2, as for every bad option value, with the option named (Typer adds
+    "Invalid value for '--x'"); NaN and infinities are bad values, never a range error."""
+
+    def check(value):
+        if value is None or value in also:
+            return value
+        low_ok = value > low if above else value >= low
+        if math.isfinite(value) and low_ok and (high is None or value <= high):
+            return value
+        bound = f"from {_num(low)} to {_num(high)}" if high is not None else f">= {_num(low)}"
+        bound = f"> {_num(low)}" if above else bound
+        extra = "".join(f" or {_num(a)}" for a in also)
+        raise typer.BadParameter(f"{_num(value)} is not {what} {bound}{extra}")
+
+    return check
+
+
+def _num(v):
+    return str(int(v)) if math.isfinite(v) and v == int(v) and abs(v) < 1e15 else f"{v:g}"
 
 
 #: Defaults of the options 'image' and 'batch' share (and 'quantize', where it has them):
@@ -121,7 +146,7 @@ XY = Annotated[
     float,
     typer.Option(
         "--xy",
-        min=0.0,
+        callback=number_check("a weight", 0.0, MAX_XY),
         help="Weight of the pixel position (x, y) as extra features, which makes segments "
         "spatially compact; 0 = colour only (then the fit is on distinct colours, exact and "
         "fastest).",
@@ -141,7 +166,9 @@ MAX_ITER = Annotated[int, typer.Option("--max-iter", min=1, help="Maximum EM ite
 TOL = Annotated[
     float,
     typer.Option(
-        "--tol", min=0.0, help="Stop when the mean log-likelihood per pixel changes less than this."
+        "--tol",
+        callback=number_check("a finite number", 0.0),
+        help="Stop when the mean log-likelihood per pixel changes less than this.",
     ),
 ]
 
@@ -166,7 +193,11 @@ PRIOR = Annotated[
 
 MEMORY = Annotated[
     float,
-    typer.Option("--memory-mib", help="Working-memory budget of the EM's per-chunk work, in MiB."),
+    typer.Option(
+        "--memory-mib",
+        callback=number_check("a number of MiB", 1 / 16, float(1 << 20)),
+        help="Working-memory budget of the EM's per-chunk work, in MiB.",
+    ),
 ]
 
 
@@ -202,8 +233,7 @@ SMOOTH = Annotated[
     float | None,
     typer.Option(
         "--smooth",
-        min=0.0,
-        max=100.0,
+        callback=number_check("a number of pixels", 0.0, 100.0),
         help="Smooth the responsibilities over neighbouring pixels (Gaussian sigma in pixels) "
         "before labels are taken; 0 = pixel-wise labels. Default: image diagonal / 600.",
         show_default=False,
@@ -227,7 +257,7 @@ MERGE = Annotated[
     float,
     typer.Option(
         "--merge",
-        min=0.0,
+        callback=number_check("a finite colour difference", 0.0),
         help="Merge neighbouring segments whose colours differ by less than this CIELAB ΔE "
         "(e.g. 8), for surfaces that position features split; 0 = off.",
     ),
@@ -238,7 +268,7 @@ SAMPLE = Annotated[
     int | None,
     typer.Option(
         "--sample",
-        min=0,
+        callback=number_check("a number of pixels", 1000, also=(0,)),
         help="Fit on a uniform sample of this many pixels, then polish with 2 EM passes over "
         "all pixels; 0 = fit on every pixel. Default: distinct colours of 8-bit images "
         "(exact), else a sample of 1,000,000 pixels.",

@@ -14,7 +14,18 @@ from .common import (
     print_json,
     progress_display,
 )
-from .params import DEFAULT, JSON, MAX_ITER, MAX_PIXELS, OVERWRITE, QUIET, SEED, SPACE, TOL
+from .params import (
+    DEFAULT,
+    JSON,
+    MAX_ITER,
+    MAX_PIXELS,
+    OVERWRITE,
+    QUIET,
+    SEED,
+    SPACE,
+    TOL,
+    number_check,
+)
 
 EPILOG = (
     "Examples:\n\n"
@@ -49,6 +60,7 @@ def quantize_cmd(
         float | None,
         typer.Option(
             "--quality",
+            callback=number_check("a PSNR in dB", 0.0, above=True),
             help="Target PSNR in dB: use the smallest number of colours that reaches it.",
             show_default=False,
         ),
@@ -57,7 +69,7 @@ def quantize_cmd(
         float | None,
         typer.Option(
             "--max-delta-e",
-            min=0.0,
+            callback=number_check("a finite colour difference", 0.0),
             help="Target mean colour difference (CIEDE2000 ΔE; about 1 is just noticeable): "
             "use the smallest number of colours that reaches it.",
             show_default=False,
