@@ -424,4 +424,4 @@ def test_cli_quality_and_dither(tmp_path):
     r = runner.invoke(
         app, ["quantize", str(src), "-o", str(tmp_path / "q3.png"), "--quality", "-3"]
     )
-    assert r.exit_code == 1 and "must be > 0" in r.stderr
+    assert r.exit_code == 2 and "'--quality': -3 is not a PSNR in dB > 0" in r.stderr
