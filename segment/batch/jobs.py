@@ -81,8 +81,11 @@ def plan_jobs(in_dir, out_dir, rels):
     for rel in rels:
         by_dir.setdefault(rel.parent, []).append(rel)
     stems = {}
-    for members in by_dir.values():
-        for rel, stem in zip(members, stems_for(members), strict=True):
+    for folder, members in by_dir.items():
+        # The top folder also holds the shared model's outputs (whether or not this run
+        # makes one: an input's names must not depend on the options).
+        reserved = (SHARED_STEM,) if folder == Path(".") else ()
+        for rel, stem in zip(members, stems_for(members, reserved), strict=True):
             stems[rel] = stem
     return [
         Job(i, rel.as_posix(), in_dir / rel, out_dir / rel.parent, stems[rel])

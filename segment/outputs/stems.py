@@ -10,7 +10,9 @@ The rule (README, "Errors"):
    in order (command-line order; sorted order in a batch folder); the others get ``~2``,
    ``~3``, ... appended (``a.png~2.*``): the lowest number no other input uses.
 
-The same file given twice is refused.
+In ``segment batch`` the top output folder holds the shared model's ``shared.*`` outputs:
+there ``shared`` counts as taken (``shared.png`` → ``shared.png.*``). The same file given
+twice is refused.
 """
 
 from collections import Counter
@@ -21,8 +23,9 @@ from ..errors import SegmentError
 __all__ = ["stems_for"]
 
 
-def stems_for(inputs):
-    """Output stem of each input (see the module's rule), in the order given.
+def stems_for(inputs, reserved=()):
+    """Output stem of each input (see the module's rule), in the order given. ``reserved``:
+    stems taken by other outputs of the folder (an input with such a stem uses its name).
 
     Raises
     ------
@@ -32,7 +35,8 @@ def stems_for(inputs):
     inputs = [Path(p) for p in inputs]
     _refuse_repeats(inputs)
     count = Counter(p.stem for p in inputs)
-    names = [p.stem if count[p.stem] == 1 else p.name for p in inputs]
+    reserved = set(reserved)
+    names = [p.stem if count[p.stem] == 1 and p.stem not in reserved else p.name for p in inputs]
     while True:  # a whole name may equal another input's stem: that one takes its name too
         whole = {n for n, p in zip(names, inputs, strict=True) if n == p.name}
         clash = [i for i, p in enumerate(inputs) if names[i] != p.name and names[i] in whole]
@@ -41,7 +45,7 @@ def stems_for(inputs):
         for i in clash:
             names[i] = inputs[i].name
     final = [None] * len(names)
-    used = set()
+    used = set(reserved)
     for i, n in enumerate(names):
         if n not in used:
             final[i] = n

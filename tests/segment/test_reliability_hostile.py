@@ -470,3 +470,17 @@ def test_quantize_ssim_ignores_what_transparent_pixels_hold(tmp_path):
     assert fa["psnr_db"] == pytest.approx(fb["psnr_db"])
     assert fa["ssim"] is not None
     assert fa["ssim"] == pytest.approx(fb["ssim"], abs=1e-9)
+
+
+def test_batch_input_named_shared_keeps_clear_of_the_shared_model(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save(blocks(seed=1), folder / "shared.png")
+    save(blocks(seed=2), folder / "other.png")
+    out = tmp_path / "o"
+    argv = ["batch", str(folder), "--shared-model", "-k", "2", "--no-plots", "-q", "-o", str(out)]
+    [r] = RT.run_jobs([{"id": "shared", "argv": argv}])
+    assert r["code"] == 0 and r["stderr"] == "", r["stderr"]
+    assert (out / "shared.model.json").is_file()  # the shared model
+    doc = json.loads((out / "shared.png.model.json").read_text())
+    assert Path(doc["input"]["path"]).name == "shared.png"
