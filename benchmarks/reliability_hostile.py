@@ -137,7 +137,7 @@ def _judge(r, code, pattern):
         problems.append("a traceback or internal error")
     if "Warning" in r["stderr"]:
         problems.append("a Python warning on stderr")
-    if re.search(r"\bnan\b", r["stdout"], re.IGNORECASE):
+    if re.search(r"(?<![\w.])nan(?![\w.])", r["stdout"], re.IGNORECASE):  # not nan.tiff
         problems.append("nan in the output")
     if code != 0:
         if len(lines) != 1:
