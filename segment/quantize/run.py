@@ -141,6 +141,11 @@ def quantize_file(
     q.tried.clear()
     size = write_palette_png(out_path, indices, palette, data.visible, overwrite=overwrite)
     figures = image_figures(image.pixels, PaletteImage(indices, palette), data.visible)
+    if figures["ssim"] is None:  # undefined, and said why: never a bare dash or nan
+        notes.append(
+            "SSIM is undefined: it needs 7×7 windows with at least two visible pixels, "
+            "at least 3 pixels from the border."
+        )
     used = np.unique(indices if data.visible is None else indices[data.visible])
     in_size = path.stat().st_size
     model = chosen.fit.model

@@ -484,3 +484,14 @@ def test_batch_input_named_shared_keeps_clear_of_the_shared_model(tmp_path):
     assert (out / "shared.model.json").is_file()  # the shared model
     doc = json.loads((out / "shared.png.model.json").read_text())
     assert Path(doc["input"]["path"]).name == "shared.png"
+
+
+def test_quantize_says_why_ssim_is_undefined(tmp_path):
+    save(blocks(1, 1), tmp_path / "px.png")
+    argv = ["quantize", str(tmp_path / "px.png"), "-o", str(tmp_path / "q.png")]
+    text, js = RT.run_jobs(
+        [{"id": "t", "argv": argv}, {"id": "j", "argv": [*argv, "--json", "--overwrite"]}]
+    )
+    assert text["code"] == 0 and "SSIM is undefined" in text["stderr"], text["stderr"]
+    doc = json.loads(js["stdout"])
+    assert doc["ssim"] is None and any("SSIM is undefined" in n for n in doc["notes"])
