@@ -88,9 +88,14 @@ def check_random_state(random_state):
     """A ``numpy.random.Generator`` from None, an int seed, or a Generator (used as is)."""
     if isinstance(random_state, np.random.Generator):
         return random_state
-    if random_state is None or (
-        isinstance(random_state, int | np.integer) and not isinstance(random_state, bool)
-    ):
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(
+                f"random_state must be a non-negative int seed (or None, or a "
+                f"numpy.random.Generator); got {random_state}."
+            )
         return np.random.default_rng(random_state)
     raise ValueError(
         "random_state must be None, an int seed or a numpy.random.Generator; "

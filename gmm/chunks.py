@@ -128,6 +128,8 @@ class DataSummary:
         Rows whose every value is missing (NaN); they are left out of everything else.
     has_missing : bool
         Whether any value is missing.
+    max_weight : float
+        The largest weight (1 for unweighted data).
     """
 
     n_rows: int
@@ -137,6 +139,7 @@ class DataSummary:
     covariance: np.ndarray
     n_unobserved: int = 0
     has_missing: bool = False
+    max_weight: float = 1.0
 
     @property
     def n_features(self):
@@ -156,8 +159,14 @@ def summarize(source, *, allow_nan=False):
     ``allow_nan``, data holding NaN are summarised by :func:`summarize_missing` instead.
     """
     D = source.n_features
+    if D == 0:
+        raise ValueError(
+            "X has no columns (shape (n, 0)): there are no features to fit; pass an array of "
+            "shape (n_samples, n_features) with n_features >= 1."
+        )
     n_rows = n_pos = 0
     W = 0.0
+    w_max = 0.0
     mean = np.zeros(D)
     M2 = np.zeros((D, D))
     for i, (X, w) in enumerate(source.chunks(SIMPLE_PASS_ROWS)):
@@ -172,6 +181,7 @@ def summarize(source, *, allow_nan=False):
         x = X.astype(np.float64, copy=False)
         if w is None:
             wc = float(X.shape[0])
+            w_max = max(w_max, 1.0)
             n_pos += X.shape[0]
             m = x.mean(axis=0)
             xc = x - m
@@ -179,6 +189,7 @@ def summarize(source, *, allow_nan=False):
         else:
             w = w.astype(np.float64, copy=False)
             wc = float(w.sum())
+            w_max = max(w_max, float(w.max()))
             n_pos += int(np.count_nonzero(w))
             if wc == 0.0:
                 continue
@@ -196,7 +207,7 @@ def summarize(source, *, allow_nan=False):
         raise ValueError("every sample_weight is zero: there is nothing to fit.")
     cov = M2 / W
     cov = 0.5 * (cov + cov.T)
-    return DataSummary(n_rows, n_pos, W, mean, cov)
+    return DataSummary(n_rows, n_pos, W, mean, cov, max_weight=w_max)
 
 
 def weighted_sample(source, summary, size, rng):
@@ -264,7 +275,7 @@ def summarize_missing(source):
     """
     D = source.n_features
     n_rows = n_pos = n_unobserved = 0
-    W = 0.0
+    W = w_max = 0.0
     ref = None  # a rough centre (first chunk's means), against cancellation in the sums
     Wp, Sp, Qp = np.zeros((D, D)), np.zeros((D, D)), np.zeros((D, D))
     for i, (X, w) in enumerate(source.chunks(SIMPLE_PASS_ROWS)):
@@ -278,6 +289,7 @@ def summarize_missing(source):
         n_unobserved += int(X.shape[0] - seen.sum())
         wv = np.ones(X.shape[0]) if w is None else w.astype(np.float64)
         wv = np.where(seen, wv, 0.0)
+        w_max = max(w_max, float(wv.max()))
         n_pos += int(np.count_nonzero(wv))
         W += float(wv.sum())
         ones = obs.astype(np.float64)
@@ -307,7 +319,7 @@ def summarize_missing(source):
     num = Qp - d[None, :] * Sp - d[:, None] * Sp.T + np.outer(d, d) * Wp
     cov = num / np.sqrt(np.outer(Wj, Wj))
     cov = 0.5 * (cov + cov.T)
-    return DataSummary(n_rows, n_pos, W, mean, cov, n_unobserved, True)
+    return DataSummary(n_rows, n_pos, W, mean, cov, n_unobserved, True, w_max)
 
 
 class ValidatedSource(ChunkSource):

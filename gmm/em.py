@@ -10,6 +10,7 @@ row (see :func:`_reset`), which may lower the objective once; those iterations a
 in ``reset_iterations``.
 """
 
+import functools
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class FitContext:
     scale: object
     max_resets: int = 3
     missing: bool = False  # the data hold NaN (values missing at random), see gmm.missing
+    #: Power of two the E-step multiplies centred rows by (see gmm.estep.Kernel).
+    feature_scale: float = 1.0
 
 
 @dataclass
@@ -99,7 +102,8 @@ def run_em(source, params, ctx, callback=None, reset_source=None):
     ``reset_source`` (default ``source``) holds the rows a collapsed component may restart
     at; with missing values it is the mean-filled data.
     """
-    e_step = estep_missing if ctx.missing else estep
+    # The missing-value E-step works in the data's units (no feature scale).
+    e_step = estep_missing if ctx.missing else functools.partial(estep, scale=ctx.feature_scale)
     reset_source = source if reset_source is None else reset_source
     notify = notifier(callback)
     result = EMResult(params, False, 0)
@@ -168,7 +172,9 @@ def _reset(params, components, collapsed, source, ctx):
         if ctx.covariance_type not in ("tied", "tied_diag"):
             sub.covariances = sub.covariances[healthy]
             sub.precisions_cholesky = sub.precisions_cholesky[healthy]
-        kernel = Kernel.for_params(sub, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows)
+        kernel = Kernel.for_params(
+            sub, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows, ctx.feature_scale
+        )
     else:
         kernel = _data_kernel(ctx)
     rows = worst_rows(kernel, source, len(components))
@@ -186,7 +192,9 @@ def _data_kernel(ctx):
     p = Params(
         np.ones(1), ctx.shift[None, :].copy(), cov, precision_cholesky(ctx.covariance_type, cov)
     )
-    return Kernel.for_params(p, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows)
+    return Kernel.for_params(
+        p, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows, ctx.feature_scale
+    )
 
 
 def fit_mixture(source, summary, ctx, n_init, rng, callback=None):

@@ -57,8 +57,9 @@ class Kernel:
         Row k holds the coefficients of component k's log-density over the features.
     fmap : FeatureMap
     shift : ndarray (D,)
-        The shift s of the features, float64; it is rounded to ``dtype`` once here so that
-        the features and their statistics use exactly the same value.
+        The shift s of the features, float64. It is subtracted at full precision (in two
+        parts for narrow data, see :meth:`logits`): rounded to float32, the mean of data
+        with a large offset (X + 1e8) would be off by more than their spread.
     dtype : float32 or float64
     rows : int
         Maximum rows of a block.
@@ -66,9 +67,14 @@ class Kernel:
         An upper bound of the log-densities (the logits are kept minus it, and clipped at
         0); the closer to the data's log-densities, the fewer rows take the slower path of
         :meth:`normalize`.
+    scale : float
+        A power of two the centred features are multiplied by, ``y = scale (x - s)``, so
+        that data of any magnitude (X × 1e20, X × 1e-20) have features, squares and
+        coefficients within float32's range. ``A`` is in terms of the scaled features;
+        :meth:`unscale_sums` brings raw sums back to the data's units.
     """
 
-    def __init__(self, A, fmap, shift, dtype, rows, offset=0.0):
+    def __init__(self, A, fmap, shift, dtype, rows, offset=0.0, scale=1.0):
         self.dtype = np.dtype(dtype)
         self.fmap = fmap
         self.rows = rows
@@ -83,8 +89,17 @@ class Kernel:
         # with them takes a slow microcode path (10-30x here).
         self.A[np.abs(self.A) < np.finfo(self.dtype).tiny] = 0.0
         self.K = A.shape[0]
-        self.shift_dt = np.asarray(shift, dtype=self.dtype)
-        self.shift = self.shift_dt.astype(np.float64)
+        self.scale = float(scale)
+        self.shift = np.array(shift, dtype=np.float64)
+        # Narrow data (float32, small integers) subtract the shift as hi + lo in the dtype:
+        # x - hi is exact near hi, so the centred values keep their digits; wide data
+        # (float64, large integers) subtract it in float64 before the cast.
+        hi = self.shift.astype(self.dtype)
+        lo = (self.shift - hi).astype(self.dtype)
+        self._shift_col = hi[:, None]
+        self._lo_col = lo[:, None] if lo.any() else None
+        self._shift64_col = self.shift[:, None]
+        self._scale_dt = self.dtype.type(self.scale)
         self.phi = np.empty((fmap.F, rows), dtype=self.dtype)
         self.phi[0] = 1.0
         self.L = np.empty((self.K, rows), dtype=self.dtype)
@@ -103,8 +118,8 @@ class Kernel:
         self.zero = self.dtype.type(0.0)
         self.ones = np.ones(self.K, dtype=self.dtype)
         self.sums = np.empty((self.K, fmap.F), dtype=self.dtype)
-        self._shift_col = self.shift_dt[:, None]
         self._views = {}
+        self._x = None
 
     def _block(self, n):
         """Views of the buffers for a block of ``n`` rows, built once per block size (the
@@ -131,26 +146,37 @@ class Kernel:
 
     def spec(self):
         """The arguments that rebuild this kernel (e.g. on another process)."""
-        return (self.coef, self.fmap, self.shift, self.dtype, self.rows, self.offset)
+        return (self.coef, self.fmap, self.shift, self.dtype, self.rows, self.offset, self.scale)
 
     @classmethod
-    def for_params(cls, params, covariance_type, shift, dtype, rows):
+    def for_params(cls, params, covariance_type, shift, dtype, rows, scale=1.0):
         K, D = params.means.shape
         fmap = FeatureMap(STATS_KIND[covariance_type], D)
         P, logdet = precisions_and_logdet(covariance_type, params.precisions_cholesky, K, D)
         log_weights = np.log(np.maximum(params.weights, np.finfo(np.float64).tiny))
-        A = fmap.coefficients(log_weights, logdet, P, params.means - shift_as(shift, dtype))
+        # In the scaled features y = c (x - s): P / c² and c (μ - s); the log-determinant
+        # stays that of the data's units, so A @ φ is still log π_k N(x | μ_k, Σ_k).
+        m = scale * (params.means - np.asarray(shift, dtype=np.float64))
+        A = fmap.coefficients(log_weights, logdet, P / scale**2, m)
         # Every log-density is at most the highest peak of a component (its density at its
         # mean): measured from there, no row's logits can overflow exp.
         peak = log_weights - 0.5 * D * LOG_2PI + np.broadcast_to(logdet, (K,))
-        return cls(A, fmap, shift, dtype, rows, offset=float(np.max(peak)))
+        return cls(A, fmap, shift, dtype, rows, offset=float(np.max(peak)), scale=scale)
 
     @classmethod
-    def for_centres(cls, centres, covariance_type, shift, dtype, rows):
+    def for_centres(cls, centres, covariance_type, shift, dtype, rows, scale=1.0):
         """A kernel whose argmax is the nearest centre (hard, k-means assignment)."""
         fmap = FeatureMap(STATS_KIND[covariance_type], centres.shape[1])
-        A = fmap.distance_coefficients(centres - shift_as(shift, dtype))
-        return cls(A, fmap, shift, dtype, rows)
+        A = fmap.distance_coefficients(scale * (centres - np.asarray(shift, dtype=np.float64)))
+        return cls(A, fmap, shift, dtype, rows, scale=scale)
+
+    def unscale_sums(self, M):
+        """Raw sums M (K, F) of the scaled features, in place, in the data's units."""
+        if self.scale != 1.0:
+            D = self.fmap.D
+            M[:, 1 : 1 + D] /= self.scale
+            M[:, 1 + D :] /= self.scale**2
+        return M
 
     # -- one block -------------------------------------------------------------------
 
@@ -158,7 +184,17 @@ class Kernel:
         """Logits (K, n) of the block ``x`` (n, D), in the kernel's buffer: the log-densities
         minus ``offset``, in base 2 (for :meth:`normalize`, or an argmax)."""
         b = self._block(x.shape[0])
-        np.subtract(x.T, self._shift_col, out=b.y)
+        self._x = x
+        if x.dtype.itemsize <= 2 or (x.dtype == self.dtype and x.dtype.kind == "f"):
+            np.subtract(x.T, self._shift_col, out=b.y)
+            if self._lo_col is not None:
+                np.subtract(b.y, self._lo_col, out=b.y)
+            if self.scale != 1.0:
+                np.multiply(b.y, self._scale_dt, out=b.y)
+        elif self.scale != 1.0:
+            np.multiply(np.subtract(x.T, self._shift64_col, dtype=np.float64), self.scale, out=b.y)
+        else:
+            np.subtract(x.T, self._shift64_col, out=b.y)
         for step in b.quadratic:
             step()
         np.matmul(self.A, b.phi, out=b.L)
@@ -183,7 +219,8 @@ class Kernel:
         _clip(L, self.floor, self.zero, out=L)
         np.exp2(L, out=L)
         np.matmul(self.ones, L, out=sm)  # the sum over components, as one BLAS call
-        far = _min(sm) < self.low
+        # "not >=" also catches NaN: a row so far out that its quadratic features overflow.
+        far = not _min(sm) >= self.low
         np.log(sm, out=ll)
         if far:
             self._redo_far_rows(L, sm, ll)
@@ -201,15 +238,41 @@ class Kernel:
     def _redo_far_rows(self, L, sm, ll):
         """Exponentials, sums and log-sums of the rows whose sum is below ``low``,
         recomputed from their features with each row's own maximum subtracted."""
-        far = np.flatnonzero(sm < self.low)
-        Lf = self.A @ self.phi[:, far]
-        top = Lf.max(axis=0)
-        Lf -= top
+        far = np.flatnonzero(~(sm >= self.low))
+        with np.errstate(over="ignore", invalid="ignore"):
+            Lf = self.A @ self.phi[:, far]
+            top = Lf.max(axis=0)
+        bad = ~np.isfinite(top)
+        if bad.any():
+            Lf, top = Lf.astype(np.float64), top.astype(np.float64)
+            Lf[:, bad], top[bad] = self._outlier_logits(far[bad])
+        Lf -= np.where(np.isfinite(top), top, 0.0)  # -inf: logits are 0 / -inf already
         np.maximum(Lf, self.floor, out=Lf)
         np.exp2(Lf, out=Lf)
         L[:, far] = Lf
         sm[far] = self.ones @ Lf
-        ll[far] = np.log(sm[far]) + top * LN_2
+        with np.errstate(over="ignore"):  # log-densities below float32's range are -inf
+            ll[far] = np.log(sm[far]) + top * LN_2
+
+    def _outlier_logits(self, rows):
+        """Base-2 logits (K, n) minus ``offset`` and their maxima (n,) of rows whose features
+        overflow the dtype (a point at 1e30 in float32), redone in float64 from the rows.
+        Where even float64 overflows, the limit far along the row's direction u: the
+        component of the largest quadratic term (the widest in that direction) takes all,
+        and the log-density is -inf."""
+        D = self.fmap.D
+        y = (np.asarray(self._x[rows], dtype=np.float64) - self.shift) * self.scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            Lf = (self.coef @ self.fmap.features(y) - self.offset) * LOG2_E
+            top = Lf.max(axis=0)
+        bad = ~np.isfinite(top)
+        if bad.any():
+            u = y[bad] / np.abs(y[bad]).max(axis=1, keepdims=True)
+            quadratic = self.coef[:, 1 + D :] @ self.fmap.features(u)[1 + D :]
+            winners = quadratic >= quadratic.max(axis=0)
+            Lf[:, bad] = np.where(winners, 0.0, -np.inf)
+            top[bad] = -np.inf
+        return Lf, top
 
 
 LOG2_E = 1.0 / np.log(2.0)
@@ -231,11 +294,6 @@ class _Views(NamedTuple):
 # block's clip, and it is slower; fall back to it where numpy does not expose the ufunc.
 _clip = getattr(getattr(np, "_core", None), "umath", np).__dict__.get("clip", np.clip)
 _min = np.minimum.reduce
-
-
-def shift_as(shift, dtype):
-    """The shift as the kernel will really use it: rounded to ``dtype``, back in float64."""
-    return np.asarray(shift, dtype=dtype).astype(np.float64)
 
 
 def _weights(w, dtype):
@@ -268,18 +326,19 @@ def accumulate(kernel, source):
     return M, loglik, weight
 
 
-def estep(params, covariance_type, source, shift, dtype, rows):
+def estep(params, covariance_type, source, shift, dtype, rows, scale=1.0):
     """E-step over the whole source: :class:`SuffStats` centred on the current means."""
-    kernel = Kernel.for_params(params, covariance_type, shift, dtype, rows)
+    kernel = Kernel.for_params(params, covariance_type, shift, dtype, rows, scale)
     # A source that computes elsewhere (e.g. on a Dask cluster) does the pass itself.
     run = getattr(source, "accumulate", None)
     M, loglik, weight = run(kernel) if run is not None else accumulate(kernel, source)
+    M = kernel.unscale_sums(M)
     return SuffStats.from_raw(kernel.fmap, M, kernel.shift, params.means, loglik, weight)
 
 
-def hard_stats(centres, covariance_type, source, shift, dtype, rows):
+def hard_stats(centres, covariance_type, source, shift, dtype, rows, scale=1.0):
     """Statistics of the hard assignment of every row to its nearest centre."""
-    kernel = Kernel.for_centres(centres, covariance_type, shift, dtype, rows)
+    kernel = Kernel.for_centres(centres, covariance_type, shift, dtype, rows, scale)
     K = kernel.K
     M = np.zeros((K, kernel.fmap.F))
     weight = 0.0
@@ -294,6 +353,7 @@ def hard_stats(centres, covariance_type, source, shift, dtype, rows):
         L[labels, np.arange(n)] = 1.0 if w is None else w
         weight += n if w is None else float(w.sum(dtype=np.float64))
         M += L @ phi.T
+    M = kernel.unscale_sums(M)
     return SuffStats.from_raw(kernel.fmap, M, kernel.shift, centres, 0.0, weight)
 
 
@@ -310,7 +370,7 @@ def _uniform_rows(key, start, n, K, block=4096):
     return np.concatenate(parts)[start - first * block : start - first * block + n]
 
 
-def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key):
+def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key, scale=1.0):
     """Statistics of random responsibilities (``init='random'``), reproducible per row.
 
     Rows of positive weight are numbered in order and row i takes the i-th numbers of a
@@ -319,7 +379,7 @@ def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key):
     """
     D = source.n_features
     fmap = FeatureMap(STATS_KIND[covariance_type], D)
-    kernel = Kernel(np.zeros((K, fmap.F)), fmap, shift, dtype, rows)
+    kernel = Kernel(np.zeros((K, fmap.F)), fmap, shift, dtype, rows, scale=scale)
     M = np.zeros((K, fmap.F))
     weight = 0.0
     start = 0
@@ -344,6 +404,7 @@ def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key):
             R *= w[:, None]
         M += R.T.astype(kernel.dtype) @ phi.T
     centres = np.broadcast_to(kernel.shift, (K, D)).copy()
+    M = kernel.unscale_sums(M)
     return SuffStats.from_raw(fmap, M, kernel.shift, centres, 0.0, weight)
 
 

@@ -148,7 +148,7 @@ def initial_params(ctx, source, summary, rng):
     elif ctx.init == "random":
         key = rng.integers(0, 2**63, size=2, dtype=np.uint64)
         stats = soft_stats_random(
-            K, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows, key
+            K, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows, key, ctx.feature_scale
         )
         params = _from_stats(stats, ctx)
     else:
@@ -156,17 +156,22 @@ def initial_params(ctx, source, summary, rng):
         if ctx.init == "random_from_data":
             params = _random_from_data(Xs, ws, ctx, rng)
         else:
-            centres, n_distinct = kmeans_plusplus(Xs, ws, K, rng)
+            # Centred in float64 first: distances by |x|² - 2 x·c + |c|² lose every digit of
+            # data far from 0 (a spread of 1e-3 at an offset of 1e8).
+            Xc = Xs - ctx.shift
+            centres, n_distinct = kmeans_plusplus(Xc, ws, K, rng)
             if n_distinct < K:
                 _warn_distinct(n_distinct, K)
             if ctx.init == "kmeans":
-                centres = lloyd(Xs, ws, centres)
-            params = _from_stats(_hard(centres, ctx, source), ctx)
+                centres = lloyd(Xc, ws, centres)
+            params = _from_stats(_hard(centres + ctx.shift, ctx, source), ctx)
     return _apply_user_init(params, user, ctx)
 
 
 def _hard(centres, ctx, source):
-    return hard_stats(centres, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows)
+    return hard_stats(
+        centres, ctx.covariance_type, source, ctx.shift, ctx.dtype, ctx.rows, ctx.feature_scale
+    )
 
 
 def _random_from_data(Xs, ws, ctx, rng):

@@ -1,12 +1,13 @@
 """The :class:`GaussianMixture` estimator: it validates, wires the private functions of the
 other modules together, and holds the fitted attributes."""
 
+import dataclasses
 import warnings
 
 import numpy as np
 
 from . import covariance as cov
-from . import online
+from . import online, persist
 from ._blas import single_threaded
 from ._checks import (
     COVARIANCE_TYPES,
@@ -37,11 +38,12 @@ from .missing import (
     rows_with_missing,
 )
 from .mstep import Params, data_scale
+from .persist import FORMAT
 from .prior import Prior, resolve_prior
+from .rescale import feature_scale, scale_weights
 from .sources import as_source
 from .stats import FeatureMap
 
-FORMAT = "gmm.GaussianMixture/1"
 MISSING = ("marginalize", "error")
 
 
@@ -291,8 +293,18 @@ class GaussianMixture:
         if online:
             return self._fit_online(X, sample_weight)
         dtype = self._check_options()
+        rng = check_random_state(self.random_state)
         source = as_source(X, sample_weight)
         summary = summarize(source, allow_nan=self.missing == "marginalize")
+        # Weights are relative: extreme ones (all 1e-100, or 1e100) are brought near 1 by a
+        # power of two, else float32 would flush them to 0 or infinity.
+        source, w_exp = scale_weights(source, summary.max_weight)
+        if w_exp:
+            summary = dataclasses.replace(
+                summary,
+                total_weight=float(np.ldexp(summary.total_weight, w_exp)),
+                max_weight=float(np.ldexp(summary.max_weight, w_exp)),
+            )
         D = summary.n_features
         K = self.n_components
         if self.reg_covar == 0.0 and self.prior is None:
@@ -318,8 +330,8 @@ class GaussianMixture:
             shift=summary.mean,
             scale=data_scale(summary, float(self.reg_covar), K),
             missing=summary.has_missing,
+            feature_scale=feature_scale(np.diag(summary.covariance)),
         )
-        rng = check_random_state(self.random_state)
         result = fit_mixture(source, summary, ctx, self.n_init, rng, self.callback)
         self._set_params(result.params)
         self._online = None  # a later partial_fit continues from these parameters
@@ -418,7 +430,10 @@ class GaussianMixture:
         fmap = FeatureMap(cov.STATS_KIND[self.covariance_type], self.means_.shape[1])
         rows = block_rows(self.n_components, fmap, dt, self.chunk_mib)
         shift = self.weights_ @ self.means_
-        return Kernel.for_params(self.params_, self.covariance_type, shift, dt, rows)
+        K, D = self.means_.shape
+        full = cov.full_covariances(self.covariance_type, self.covariances_, K, D)
+        scale = feature_scale(np.diagonal(full, axis1=-2, axis2=-1))
+        return Kernel.for_params(self.params_, self.covariance_type, shift, dt, rows, scale)
 
     def _source(self, X, sample_weight=None):
         self._check_fitted()
@@ -436,6 +451,12 @@ class GaussianMixture:
         return rows_with_missing(fn, MarginalMixture(self.params_, self.covariance_type), what)
 
     def _rows_out(self, source, fn, kernel, shape_tail, dtype):
+        # A row far outside float32's range (a point at 1e30) overflows its features; the
+        # kernel redoes such rows (finite responsibilities, log-density -inf): no warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._rows_out_quiet(source, fn, kernel, shape_tail, dtype)
+
+    def _rows_out_quiet(self, source, fn, kernel, shape_tail, dtype):
         n = source.n_rows
         if n is not None:
             return fn(kernel, source, np.empty((n, *shape_tail), dtype=dtype))
@@ -525,11 +546,19 @@ class GaussianMixture:
     @single_threaded
     def _loglik(self, X, sample_weight):
         source = self._source(X, sample_weight)
-        if self._allow_nan():
-            mixture = MarginalMixture(self.params_, self.covariance_type)
-            loglik, weight, entropy = loglik_and_entropy_missing(self.kernel(), mixture, source)
-        else:
-            loglik, weight, entropy = loglik_and_entropy(self.kernel(), source)
+        # Weights are relative: scaled by a power of two into float32's range, and the sums
+        # scaled back (exactly).
+        w_exp = 0
+        if sample_weight is not None and np.size(sample_weight):
+            w_max = np.max(np.asarray(sample_weight, dtype=np.float64))
+            source, w_exp = scale_weights(source, w_max)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self._allow_nan():
+                mixture = MarginalMixture(self.params_, self.covariance_type)
+                loglik, weight, entropy = loglik_and_entropy_missing(self.kernel(), mixture, source)
+            else:
+                loglik, weight, entropy = loglik_and_entropy(self.kernel(), source)
+        loglik, weight, entropy = (float(np.ldexp(v, -w_exp)) for v in (loglik, weight, entropy))
         if weight <= 0:
             raise ValueError("X has no rows (or only zero weights) to score.")
         return loglik, weight, entropy
@@ -620,74 +649,13 @@ class GaussianMixture:
 
     @classmethod
     def from_dict(cls, data):
-        """Rebuild a fitted model from :meth:`to_dict` output; raises ValueError if malformed."""
-        try:
-            if data.get("format") != FORMAT:
-                raise ValueError(f"not a {FORMAT} model (format={data.get('format')!r})")
-            opts = data.get("options", {})
-            model = cls(
-                int(data["n_components"]),
-                covariance_type=data["covariance_type"],
-                tol=opts.get("tol", 1e-3),
-                reg_covar=opts.get("reg_covar", 1e-6),
-                max_iter=opts.get("max_iter", 100),
-                n_init=opts.get("n_init", 1),
-                init=opts.get("init", "kmeans"),
-                chunk_mib=opts.get("chunk_mib", 64),
-                dtype=opts.get("dtype", "float32"),
-                missing=opts.get("missing", "marginalize"),
-            )
-            model._check_options()
-            K, D = model.n_components, int(data["n_features"])
-            weights = np.array(data["weights"], dtype=np.float64)
-            means = np.array(data["means"], dtype=np.float64)
-            covs = np.array(data["covariances"], dtype=np.float64)
-            prec = np.array(data["precisions_cholesky"], dtype=np.float64)
-            shape = cov.expected_shape(model.covariance_type, K, D)
-            if (
-                weights.shape != (K,)
-                or means.shape != (K, D)
-                or covs.shape != shape
-                or prec.shape != shape
-            ):
-                raise ValueError("parameter shapes do not match n_components and n_features")
-            for a in (weights, means, covs, prec):
-                if not np.isfinite(a).all():
-                    raise ValueError("parameters must be finite")
-            if (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-                raise ValueError("weights must be non-negative and sum to 1")
-            diag = (
-                prec
-                if model.covariance_type not in ("full", "tied")
-                else np.diagonal(prec, axis1=-2, axis2=-1)
-            )
-            if (diag <= 0).any():
-                raise ValueError("precisions_cholesky must have a positive diagonal")
-            model._set_params(Params(weights, means, covs, prec))
-            model.converged_ = bool(data.get("converged", True))
-            model.n_iter_ = int(data.get("n_iter", 0))
-            model.history_ = np.array(data.get("history", []), dtype=np.float64)
-            model.lower_bound_ = float(data.get("lower_bound", np.nan))
-            model.n_resets_ = int(data.get("n_resets", 0))
-            model.reset_iterations_ = [int(i) for i in data.get("reset_iterations", [])]
-            model.n_features_in_ = D
-            p = opts.get("prior")
-            model.prior_ = (
-                None
-                if p is None
-                else Prior(
-                    np.array(p["mean"]),
-                    float(p["shrinkage"]),
-                    float(p["dof"]),
-                    np.array(p["scale"]) if np.ndim(p["scale"]) else float(p["scale"]),
-                )
-            )
-            model.prior = None if p is None else dict(p)
-        except (KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"malformed model parameters: missing or invalid {err}") from None
-        except ValueError as err:
-            raise ValueError(f"malformed model parameters: {err}") from None
-        return model
+        """Rebuild a fitted model from :meth:`to_dict` output.
+
+        Every field is checked (types, shapes, finite values of a usable magnitude, weights
+        that sum to 1, positive definite covariances whose inverses the precisions are);
+        raises ValueError naming the field that is wrong.
+        """
+        return persist.model_from_dict(cls, data)
 
 
 class _OneBlock:

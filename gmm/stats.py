@@ -60,6 +60,17 @@ class FeatureMap:
             partial(np.sum, scratch, axis=0, out=phi[1 + D]),
         ]
 
+    def features(self, y):
+        """The features φ (F, n) of centred rows ``y`` (n, D), in float64 (for the few rows
+        that a kernel redoes outside its buffers)."""
+        phi = np.empty((self.F, y.shape[0]))
+        phi[0] = 1.0
+        phi[1 : 1 + self.D] = y.T
+        scratch = np.empty((self.D, y.shape[0])) if self.kind == "trace" else None
+        for step in self.quadratic_steps(phi, scratch):
+            step()
+        return phi
+
     def coefficients(self, log_weights, logdet, P, m):
         """Coefficient matrix A (K, F) with ``A @ φ(x)`` = log π_k + log N(x | μ_k, Σ_k).
 
