@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import reliability_table
 from PIL import Image as PILImage
 
-RT = reliability_table()
+from tests.support import odd_files as RT
 
 #: Seconds a refusal may take: a FIFO or an endless stream must not be waited on.
 QUICK = 20.0
