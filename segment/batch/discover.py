@@ -5,10 +5,11 @@ import os
 import re
 from pathlib import Path
 
+from ..imageio.files import not_a_file_reason
 from ..imageio.read import READABLE_EXTENSIONS
 
 
-def find_inputs(in_dir, *, recursive=False, pattern=None, exclude=()):
+def find_inputs(in_dir, *, recursive=False, pattern=None, exclude=(), skipped=None):
     """Image files of a folder, as paths relative to it, sorted.
 
     Parameters
@@ -22,6 +23,10 @@ def find_inputs(in_dir, *, recursive=False, pattern=None, exclude=()):
         spans any number of folders). Default: every extension Pillow can decode.
     exclude : iterable of Path
         Folders not to enter (the output tree when it lies inside the input tree).
+    skipped : list, optional
+        Receives ``(relative path, reason)`` of the entries that match but are not regular
+        files (FIFOs, devices, sockets, broken links): they are not inputs, and a batch
+        reports them as skipped with the reason.
 
     Notes
     -----
@@ -45,8 +50,15 @@ def find_inputs(in_dir, *, recursive=False, pattern=None, exclude=()):
         )
         for name in filenames:
             rel = (base / name).relative_to(in_dir)
-            if not name.startswith(".") and matches(rel) and (base / name).is_file():
+            if name.startswith(".") or not matches(rel):
+                continue
+            reason = not_a_file_reason(base / name)
+            if reason is None:
                 found.append(rel)
+            elif skipped is not None:
+                skipped.append((rel, reason))
+    if skipped is not None:
+        skipped.sort(key=lambda entry: entry[0].as_posix())
     return sorted(found, key=lambda p: p.as_posix())
 
 

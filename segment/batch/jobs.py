@@ -4,7 +4,6 @@ failing job returns a ``failed`` report row, never an exception."""
 
 import contextlib
 import functools
-import json
 import time
 import warnings
 import zlib
@@ -16,6 +15,7 @@ import numpy as np
 from ..color import color_keys
 from ..errors import SegmentError
 from ..features import NOTHING_TO_SEGMENT, distinct_colors, pixel_data
+from ..imageio.files import MAX_MODEL_BYTES, load_json
 from ..imageio.read import count_frames, load_image
 from ..options import FitOptions
 from ..outputs.paths import output_paths
@@ -120,8 +120,11 @@ def expected_outputs(job, spec, *, labelling):
 def _mask_paths(out_dir, stem, model_path, k):
     """One mask per fitted component: K is read from the model file when there is one (the
     fit may have used fewer components than asked, for images with few colours)."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        k = int(json.loads(model_path.read_text(encoding="utf-8"))["gmm"]["n_components"])
+    with contextlib.suppress(SegmentError, ValueError, KeyError, TypeError, AttributeError):
+        doc = load_json(model_path, limit=MAX_MODEL_BYTES, what="model file")
+        fitted = doc["gmm"]["n_components"]
+        if isinstance(fitted, int) and 1 <= fitted <= k:  # never more than asked
+            k = fitted
     kinds = output_paths(out_dir, stem, plots=False, masks=k)
     return [p for kind, p in kinds.items() if kind.startswith("mask")]
 

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import __version__
+from ..errors import SegmentError
+from ..imageio.files import MAX_MODEL_BYTES, load_json
 from ..outputs.files import atomic_write, jsonable
 from .jobs import REPORT_FIELDS
 
@@ -66,12 +68,21 @@ def utc_now():
 class Report:
     """One row per input, kept in input order, written as CSV and JSON."""
 
-    def __init__(self, out_dir, jobs, meta):
+    def __init__(self, out_dir, jobs, meta, not_files=()):
         self.csv_path = out_dir / "report.csv"
         self.json_path = out_dir / "report.json"
         self.meta = meta
         self.rows = [self._blank(job.rel) for job in jobs]
+        # Entries of the folder that are not files (FIFOs, devices, broken links): listed
+        # after the inputs, skipped, with the reason.
+        self.not_files = [
+            self._blank(Path(rel).as_posix(), "skipped", f"not read: {reason}")
+            for rel, reason in not_files
+        ]
         self._written = 0.0
+
+    def all_rows(self):
+        return self.rows + self.not_files
 
     @staticmethod
     def _blank(rel, status="pending", error=""):
@@ -86,9 +97,16 @@ class Report:
 
     def counts(self):
         counts = dict.fromkeys(("ok", "failed", "skipped", "pending", "interrupted"), 0)
-        for row in self.rows:
+        for row in self.all_rows():
             counts[row["status"]] += 1
         return counts
+
+    def discard(self):
+        """Remove the report files (best effort): when the final state cannot be written,
+        no file may go on saying that the batch is running."""
+        for path in (self.json_path, self.csv_path):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def write(self, state, *, force=True):
         """Rewrite both files (at most once per REPORT_INTERVAL unless ``force``)."""
@@ -103,7 +121,7 @@ class Report:
             "state": state,
             "updated": utc_now(),
             "counts": self.counts(),
-            "rows": self.rows,
+            "rows": self.all_rows(),
         }
         text = json.dumps(jsonable(doc), indent=1, allow_nan=False) + "\n"
         with atomic_write(self.json_path, overwrite=True) as f:
@@ -111,7 +129,7 @@ class Report:
         buf = _io.StringIO()
         writer = csv.DictWriter(buf, REPORT_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        writer.writerows(self.all_rows())
         with atomic_write(self.csv_path, overwrite=True) as f:
             f.write(buf.getvalue().encode("utf-8"))
 
@@ -133,8 +151,8 @@ def finished_row(paths, status="skipped"):
     row = {"status": status, "error": "", "seconds": 0.0 if status == "skipped" else None}
     model_files = [p for p in paths if p.name.endswith(".model.json")]
     row["frames"] = len(model_files)
-    with contextlib.suppress(OSError, ValueError, TypeError, KeyError, IndexError):
-        doc = json.loads(model_files[0].read_text(encoding="utf-8"))
+    with contextlib.suppress(SegmentError, ValueError, TypeError, KeyError, IndexError):
+        doc = load_json(model_files[0], limit=MAX_MODEL_BYTES, what="model file")
         summary = doc.get("summary", {})
         row.update(
             k=summary.get("k"),

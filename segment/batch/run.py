@@ -44,6 +44,7 @@ from .jobs import (
     shared_output_paths,
 )
 from .report import REPORT_NAMES, BatchResult, Report, finished_row, utc_now, written_since
+from .resume import resume_problem
 from .shared import (
     ColourHistogram,
     SharedPixels,
@@ -267,9 +268,15 @@ def run_batch(
     if scheduler is not None:
         import_distributed()
     in_dir, out_abs = in_dir.resolve(), out_dir.resolve()
-    rels = find_inputs(in_dir, recursive=recursive, pattern=pattern, exclude=[out_abs])
+    not_files = []
+    rels = find_inputs(
+        in_dir, recursive=recursive, pattern=pattern, exclude=[out_abs], skipped=not_files
+    )
     if not rels:
         looked = f"files matching {pattern!r}" if pattern else "image files"
+        if not_files:
+            rel, reason = not_files[0]
+            looked += f" ({len(not_files)} entries are not files, e.g. {rel}: {reason})"
         raise SegmentError(
             f"{in_dir}: no {looked} found"
             + ("" if recursive else " (subfolders are not searched without --recursive)")
@@ -295,7 +302,9 @@ def run_batch(
     with _stop_on_signals(), engine:  # connect to a cluster before writing anything
         make_dir(out_dir)
         with _exclusive(out_abs):
-            return _run(in_dir, out_abs, jobs, spec, triage, shared_model, engine, events, t0)
+            return _run(
+                in_dir, out_abs, jobs, spec, triage, shared_model, engine, events, t0, not_files
+            )
 
 
 @dataclass
@@ -325,8 +334,14 @@ def _triage(jobs, spec, out_dir, resume, shared_model):
             )
             continue
         complete = paths is not None and all(p.exists() for p in paths)
-        # With a new shared model, earlier per-image outputs are stale.
-        if resume and complete and (reuse or not shared_model):
+        # With a new shared model, earlier per-image outputs are stale; others are kept
+        # only when whole and made with these options (else they are made again).
+        if (
+            resume
+            and complete
+            and (reuse or not shared_model)
+            and resume_problem(paths, spec.options) is None
+        ):
             triage.rows[job.index] = finished_row(paths)
             continue
         partial = paths is not None and any(p.exists() for p in paths)
@@ -334,7 +349,7 @@ def _triage(jobs, spec, out_dir, resume, shared_model):
     return triage
 
 
-def _run(in_dir, out_dir, jobs, spec, triage, shared_model, engine, events, t0):
+def _run(in_dir, out_dir, jobs, spec, triage, shared_model, engine, events, t0, not_files=()):
     folders = sorted({out_dir} | {job.out_dir for job in jobs})
     meta = {
         "in_dir": str(in_dir),
@@ -346,7 +361,7 @@ def _run(in_dir, out_dir, jobs, spec, triage, shared_model, engine, events, t0):
         "engine": engine.description,
         "started": utc_now(),
     }
-    report = Report(out_dir, jobs, meta)
+    report = Report(out_dir, jobs, meta, not_files)
     for index, row in triage.rows.items():
         report.set(jobs[index], row)
     started = time.time()
@@ -386,7 +401,15 @@ def _run(in_dir, out_dir, jobs, spec, triage, shared_model, engine, events, t0):
                 row.update(status="interrupted", error=NOT_DONE.format(why=stopped))
         meta["seconds"] = round(time.perf_counter() - t0, 3)
         meta["stopped"] = stopped
-        report.write("finished" if stopped is None else "stopped")
+        try:
+            report.write("finished" if stopped is None else "stopped")
+        except SegmentError as err:
+            # A full disk: the report on disk (if any) would say "running" forever.
+            report.discard()
+            raise SegmentError(
+                f"{str(err).rstrip('.')} (the batch's report could not be written, so the "
+                "stale one was removed; the outputs written are complete)."
+            ) from None
     if (
         shared_model
         and shared_path is None
@@ -394,7 +417,7 @@ def _run(in_dir, out_dir, jobs, spec, triage, shared_model, engine, events, t0):
     ):
         shared_path = shared_output_paths(out_dir, spec.plots)[-1]
     return BatchResult(
-        report.rows,
+        report.all_rows(),
         report.counts(),
         interrupted,
         time.perf_counter() - t0,

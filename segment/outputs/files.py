@@ -158,6 +158,12 @@ def atomic_group():
     _commit(pending)
 
 
+def written_in_group():
+    """``(temporary, final)`` paths of the files written so far in the current
+    :func:`atomic_group` (empty outside a group): their bytes are final, their names not yet."""
+    return [(Path(tmp), path) for tmp, path, _ in _GROUP.get() or ()]
+
+
 def _commit(pending):
     done = 0
     try:

@@ -2,7 +2,7 @@
 segmentation (no timings: the same command gives the same bytes), and reading it back for
 ``segment apply``."""
 
-import json
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +12,11 @@ import gmm
 
 from .. import __version__
 from ..color import rgb_to_uint8
-from ..errors import SegmentError
-from ..features import FEATURE_NAMES
+from ..errors import SegmentError, printable
+from ..features import FEATURE_NAMES, SPACE_RANGE
+from ..imageio.files import MAX_MODEL_BYTES, load_json
 from ..options import FitOptions
-from .files import label_dtype, transparent_label
+from .files import label_dtype, transparent_label, written_in_group
 
 MODEL_FORMAT = "segment.model/1"
 
@@ -80,23 +81,110 @@ def model_document(seg, image, options, figures):
     }
 
 
-def load_model_file(model_path):
-    """Read a NAME.model.json: the mixture and the options its features were made with."""
+def file_digest(path):
+    """``{"bytes": size, "sha256": hex}`` of a file."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": h.hexdigest()}
+
+
+def output_record(model_path):
+    """The size and SHA-256 of every output written so far beside ``model_path`` in the
+    current atomic group (the other outputs of its image or frame), by file name."""
     model_path = Path(model_path)
-    try:
-        doc = json.loads(model_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SegmentError(f"{model_path}: no such model file.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SegmentError(f"{model_path}: not a readable model file ({err}).") from None
+    prefix = model_path.name.removesuffix("model.json")
+    return {
+        path.name: file_digest(tmp)
+        for tmp, path in written_in_group()
+        if path.parent == model_path.parent and path.name.startswith(prefix) and path != model_path
+    }
+
+
+def load_model_file(model_path):
+    """Read a NAME.model.json: the mixture and the options its features were made with.
+
+    The file is read as hostile input (see :mod:`segment.imageio.files`: a regular file of
+    bounded size, strict JSON) and the whole model is checked before use: the options, the
+    mixture (finite, shapes, weights, positive definite covariances: see
+    :meth:`gmm.GaussianMixture.from_dict`), the features it was fitted on, and means and
+    spreads within reach of the colour space. Every refusal names the field.
+
+    Raises
+    ------
+    SegmentError
+    """
+    name = printable(model_path)
+    doc = load_json(model_path, limit=MAX_MODEL_BYTES, what="model file (NAME.model.json)")
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise SegmentError(
-            f"{model_path}: not a segment model file (expected a NAME.model.json "
+            f"{name}: not a segment model file (expected a NAME.model.json "
             "written by 'segment image')."
         )
     try:
-        model = gmm.GaussianMixture.from_dict(doc["gmm"])
-        options = FitOptions(**doc["options"]).validate()
-    except (ValueError, KeyError, TypeError) as err:
-        raise SegmentError(f"{model_path}: the model file is damaged ({err}).") from None
+        model, options = check_model_document(doc)
+    except SegmentError as err:
+        raise SegmentError(
+            f"{name}: the model file is damaged: {err}; write it again with 'segment image'."
+        ) from None
     return model, options, doc
+
+
+def check_model_document(doc):
+    """The mixture and options of a parsed model document; SegmentError naming the field
+    that is wrong."""
+    opts = doc.get("options")
+    if not isinstance(opts, dict):
+        raise SegmentError("options is missing or not a JSON object")
+    try:
+        options = FitOptions(**opts).validate()
+    except TypeError as err:  # an unknown or missing option
+        raise SegmentError(f"options: {err}") from None
+    except SegmentError as err:
+        raise SegmentError(f"options: {str(err).rstrip('.')}") from None
+    if "gmm" not in doc:
+        raise SegmentError("gmm is missing")
+    try:
+        model = gmm.GaussianMixture.from_dict(doc["gmm"])
+    except ValueError as err:
+        detail = str(err).removeprefix("malformed model parameters: ")
+        raise SegmentError(f"gmm.{detail}" if detail[:1].islower() else f"gmm: {detail}") from None
+    _check_features(doc.get("features"), options, model)
+    return model, options
+
+
+#: Means and standard deviations of a mixture of pixels lie within the colour space's range
+#: (1 for RGB, 100 for L*a*b*) and the position weight; this many times that is absurd.
+FEATURE_REACH = 1000.0
+
+
+def _check_features(features, options, model):
+    D = model.means_.shape[1]
+    if not isinstance(features, dict):
+        raise SegmentError("features is missing or not a JSON object")
+    space, names = features.get("space"), features.get("names")
+    if space != options.space:
+        raise SegmentError(f"features.space is {space!r} but options.space is {options.space!r}")
+    expected = 3 + (2 if options.xy else 0)
+    if D != expected or not isinstance(names, list) or len(names) != D:
+        raise SegmentError(
+            f"gmm.n_features is {D} but the options (space {options.space}, xy "
+            f"{options.xy:g}) and features.names make {expected} features"
+        )
+    reach = FEATURE_REACH * SPACE_RANGE[options.space] * max(1.0, float(options.xy))
+    far = float(np.abs(model.means_).max())
+    if far > reach:
+        raise SegmentError(
+            f"gmm.means holds {far:.3g}, far outside the range of {options.space} features "
+            f"(|value| <= {reach:g})"
+        )
+    full = gmm.full_covariances(model.covariance_type, model.covariances_, *model.means_.shape)
+    spread = float(np.sqrt(np.diagonal(full, axis1=-2, axis2=-1).max()))
+    if spread > reach:
+        raise SegmentError(
+            f"gmm.covariances holds a standard deviation of {spread:.3g}, far beyond the "
+            f"range of {options.space} features (<= {reach:g})"
+        )

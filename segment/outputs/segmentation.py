@@ -6,7 +6,7 @@ import numpy as np
 from ..features import FEATURE_NAMES
 from ..soft import overlay, soft_maps
 from .files import write_json, write_labels_png, write_palette_png
-from .model_file import model_document, segmented_palette
+from .model_file import model_document, output_record, segmented_palette
 
 
 def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_model=True):
@@ -31,9 +31,10 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     if "em" in paths and getattr(seg, "recorder", None) is not None:
         save_animation(seg, paths["em"], overwrite)
     if write_model:
-        write_json(
-            paths["model"], model_document(seg, image, options, figures), overwrite=overwrite
-        )
+        doc = model_document(seg, image, options, figures)
+        # What --resume checks before it trusts these outputs (see segment.batch.resume).
+        doc["outputs"] = output_record(paths["model"])
+        write_json(paths["model"], doc, overwrite=overwrite)
 
 
 def _write_soft(seg, paths, overwrite):

@@ -212,11 +212,11 @@ BAD_MODELS = [
     (
         "covariance not positive definite",
         ["gmm", "covariances", 0],
-        [[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        "NOT_PD",
         r"covariances\[0\] is not positive definite",
     ),
     ("negative weight", ["gmm", "weights"], [1.5, -0.25, -0.25], r"weights"),
-    ("precision not the inverse", ["gmm", "precisions_cholesky", 1], np.eye(3).tolist(), r"prec"),
+    ("precision not the inverse", ["gmm", "precisions_cholesky", 1], "EYE", r"prec"),
     ("wrong shape", ["gmm", "means"], [[0.5, 0.5]], r"means"),
     ("options not an object", ["options"], [1, 2], r"options"),
     ("unknown option", ["options", "colour"], "blue", r"options|colour"),
@@ -230,6 +230,12 @@ BAD_MODELS = [
     ("what", "path", "value", "pattern"), BAD_MODELS, ids=[b[0] for b in BAD_MODELS]
 )
 def test_invalid_models_are_refused_naming_the_field(made, tmp_path, what, path, value, pattern):
+    if value == "NOT_PD":  # the identity with a correlation of 2 between two features
+        value = np.eye(made["doc"]["gmm"]["n_features"])
+        value[0, 1] = value[1, 0] = 2.0
+        value = value.tolist()
+    elif value == "EYE":
+        value = (3.0 * np.eye(made["doc"]["gmm"]["n_features"])).tolist()
     model = write_doc(tmp_path / "bad.model.json", changed(made["doc"], path, value))
     r, out = apply_with(made, model, tmp_path, timeout=QUICK + 20)
     assert_refused(r, model, pattern)
@@ -362,7 +368,7 @@ def test_resume_redoes_damaged_outputs(batch_folder, tmp_path, damage):
 # =============================================================================================
 
 
-@pytest.mark.parametrize("budget", [0, 300, 1500, 6000])
+@pytest.mark.parametrize("budget", [0, 300, 1500, 3000, 6000, 12000])
 def test_full_disk_never_leaves_a_running_report(batch_folder, tmp_path, budget):
     out = tmp_path / "out"
     r = run(
