@@ -221,7 +221,9 @@ def run_batch(
         Worker processes (default: the number of cores); 1 runs everything in this process.
         With ``scheduler="local"``, the number of Dask workers.
     resume : bool
-        Skip inputs whose outputs all exist; redo the others (replacing partial sets).
+        Skip inputs whose outputs are complete, unchanged and made with the same options
+        (see :func:`segment.batch.resume.resume_problem`); redo the others (replacing their
+        outputs).
     overwrite : bool
         Replace existing outputs. Without it (or ``resume``) existing outputs are an error.
     plots, all_frames, max_pixels, soft, masks

@@ -172,7 +172,9 @@ def batch_cmd(
     resume: Annotated[
         bool,
         typer.Option(
-            "--resume", help="Skip inputs whose outputs are complete; redo the unfinished ones."
+            "--resume",
+            help="Skip inputs whose outputs are complete, unchanged and made with the same "
+            "options (as their model file records); redo the others.",
         ),
     ] = False,
     shared_model: Annotated[
