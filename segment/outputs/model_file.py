@@ -118,7 +118,7 @@ def load_model_file(model_path):
     SegmentError
     """
     name = printable(model_path)
-    doc = load_json(model_path, limit=MAX_MODEL_BYTES, what="segment model file")
+    doc = load_json(model_path, limit=MAX_MODEL_BYTES, what="model file")
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise SegmentError(
             f"{name}: not a segment model file (expected a NAME.model.json "
