@@ -96,6 +96,7 @@ class Kernel:
         # (float64, large integers) subtract it in float64 before the cast.
         hi = self.shift.astype(self.dtype)
         lo = (self.shift - hi).astype(self.dtype)
+        self.shift_dt = hi  # the shift in the dtype (e.g. a finite stand-in for a value)
         self._shift_col = hi[:, None]
         self._lo_col = lo[:, None] if lo.any() else None
         self._shift64_col = self.shift[:, None]
