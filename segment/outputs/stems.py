@@ -10,17 +10,22 @@ The rule (README, "Errors"):
    in order (command-line order; sorted order in a batch folder); the others get ``~2``,
    ``~3``, ... appended (``a.png~2.*``): the lowest number no other input uses.
 
-In ``segment batch`` the top output folder holds the shared model's ``shared.*`` outputs:
+An input named like another input's frame (``a.f000.png`` beside ``a.gif``: with
+``--all-frames`` frames are named ``STEM.fNNN``) uses its whole name too, whatever the
+options. In ``segment batch`` the top output folder holds the shared model's ``shared.*`` outputs:
 there ``shared`` counts as taken (``shared.png`` → ``shared.png.*``). The same file given
 twice is refused.
 """
 
+import re
 from collections import Counter
 from pathlib import Path
 
 from ..errors import SegmentError
 
 __all__ = ["stems_for"]
+
+_FRAME = re.compile(r"(.+)\.f\d{3,}")
 
 
 def stems_for(inputs, reserved=()):
@@ -39,7 +44,11 @@ def stems_for(inputs, reserved=()):
     names = [p.stem if count[p.stem] == 1 and p.stem not in reserved else p.name for p in inputs]
     while True:  # a whole name may equal another input's stem: that one takes its name too
         whole = {n for n, p in zip(names, inputs, strict=True) if n == p.name}
-        clash = [i for i, p in enumerate(inputs) if names[i] != p.name and names[i] in whole]
+        clash = [
+            i
+            for i, p in enumerate(inputs)
+            if names[i] != p.name and (names[i] in whole or _frame_of(names[i], names, i))
+        ]
         if not clash:
             break
         for i in clash:
@@ -70,3 +79,10 @@ def _refuse_repeats(inputs):
         if key in seen:
             raise SegmentError(f"{p} is given more than once; give each input once.")
         seen.add(key)
+
+
+def _frame_of(name, names, i):
+    """Whether ``name`` is what another input's frame would be called (``a.f000`` beside
+    ``a``: ``--all-frames`` names frames STEM.fNNN)."""
+    match = _FRAME.fullmatch(name)
+    return bool(match) and any(j != i and n == match[1] for j, n in enumerate(names))

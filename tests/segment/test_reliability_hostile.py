@@ -495,3 +495,19 @@ def test_quantize_says_why_ssim_is_undefined(tmp_path):
     assert text["code"] == 0 and "SSIM is undefined" in text["stderr"], text["stderr"]
     doc = json.loads(js["stdout"])
     assert doc["ssim"] is None and any("SSIM is undefined" in n for n in doc["notes"])
+
+
+def test_an_input_named_like_a_frame_keeps_clear_of_it(tmp_path):
+    """a.f000.png beside a multi-frame a.webp: with --all-frames the frame's outputs are
+    a.f000.*; the still image takes its whole name, and --overwrite replaces nothing of it."""
+    multi_frame_files(tmp_path)
+    save(blocks(seed=7), tmp_path / "anim.f000.png")
+    out = tmp_path / "o"
+    argv = ["image", str(tmp_path / "anim.webp"), str(tmp_path / "anim.f000.png")]
+    argv += ["--all-frames", "-k", "2", "--no-plots", "-q", "--overwrite", "-o", str(out)]
+    [r] = RT.run_jobs([{"id": "frames", "argv": argv}])
+    assert r["code"] == 0 and r["stderr"] == "", r["stderr"]
+    doc = json.loads((out / "anim.f000.png.model.json").read_text())
+    assert Path(doc["input"]["path"]).name == "anim.f000.png"
+    doc = json.loads((out / "anim.f000.model.json").read_text())
+    assert Path(doc["input"]["path"]).name == "anim.webp"
