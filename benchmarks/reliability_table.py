@@ -1,6 +1,6 @@
 """Reliability of ``segment image`` on odd files and faults (issue 6), as tables.
 
-    python benchmarks/reliability_table.py              # corpus table, then fault table
+    python benchmarks/reliability_table.py              # corpus, faults, hostile inputs
     python benchmarks/reliability_table.py --exec       # a fresh `python -m segment` per file
     python benchmarks/reliability_table.py --jobs 4 --plots --corpus-only
 
@@ -243,6 +243,10 @@ def main(argv=None):
 
         print("\n## Hostile inputs (issue 13)\n")
         print("\n".join(hostile_table(parallel=args.jobs)))
+        from reliability_files import files_table  # issue 13: files, model files, resume, ...
+
+        print("\n## Hostile files, model files, --resume, a full disk, gmm edges (issue 13)\n")
+        print("\n".join(files_table(parallel=args.jobs)))
 
 
 if __name__ == "__main__":
