@@ -314,11 +314,12 @@ def _take(x, w, rows):
 class FilledSource(ChunkSource):
     """The rows with every NaN replaced by ``fill`` (the data's mean) and rows with nothing
     observed given weight 0: what k-means initialisation and the restart of a collapsed
-    component see (both need points, and only need them roughly right)."""
+    component see (both need points, and only need them roughly right). With ``fill`` None
+    the NaN stay: only the rows with nothing observed are weighed out (for sampling)."""
 
     def __init__(self, source, fill):
         self.source = source
-        self.fill = np.asarray(fill, dtype=np.float64)
+        self.fill = None if fill is None else np.asarray(fill, dtype=np.float64)
         self.n_features = source.n_features
         self.n_rows = getattr(source, "n_rows", None)
 
@@ -328,7 +329,7 @@ class FilledSource(ChunkSource):
             if nan is None:
                 yield x, w
                 continue
-            filled = np.where(nan, self.fill.astype(x.dtype), x)
+            filled = x if self.fill is None else np.where(nan, self.fill.astype(x.dtype), x)
             empty = nan.all(axis=1)
             if empty.any():
                 w = np.ones(x.shape[0]) if w is None else np.array(w, dtype=np.float64)

@@ -28,8 +28,9 @@ import numpy as np
 from ._checks import COVARIANCE_TYPES, check_choice
 from .chunks import summarize, weighted_sample
 from .covariance import full_covariances, precision_cholesky
-from .estep import block_rows, estep, loglik_and_entropy
+from .estep import block_rows, estep
 from .exceptions import ConvergenceWarning, FewDistinctPointsWarning
+from .missing import FilledSource, estep_missing
 from .model import GaussianMixture, check_random_state
 from .mstep import Params
 from .sources import as_source
@@ -167,7 +168,16 @@ def _component_scatter(model, source):
     params = Params(model.weights_, model.means_, full, precision_cholesky("full", full))
     dtype = np.dtype(model.dtype)
     rows = block_rows(K, FeatureMap("full", D), dtype, model.chunk_mib)
-    stats = estep(params, "full", source, model.weights_ @ model.means_, dtype, rows)
+    # Rows may hold NaN (missing values); a source that reduces elsewhere (Dask) keeps its
+    # own pass, which takes complete rows only.
+    distributed = getattr(source, "accumulate", None) is not None
+    e_step = estep if distributed else estep_missing
+    stats = e_step(params, "full", source, model.weights_ @ model.means_, dtype, rows)
+    if not np.isfinite(stats.qk).all():
+        raise ValueError(
+            "the data hold NaN, which a distributed (Dask) pass cannot marginalise; fill them "
+            "or pass the data as a local array or chunk source."
+        )
     return stats.nk, 0.5 * (stats.qk + stats.qk.transpose(0, 2, 1))
 
 
@@ -311,7 +321,9 @@ def trial_sample(X, sample_weight=None, *, size=10_000, random_state=None):
     rows of positive weight).
     """
     source = as_source(X, sample_weight)
-    summary = summarize(source)
+    summary = summarize(source, allow_nan=True)
+    if summary.has_missing:  # rows with nothing observed are not drawn (weight 0)
+        source = FilledSource(source, None)
     Xs, ws = weighted_sample(source, summary, int(size), check_random_state(random_state))
     return Xs, ws, summary.n_positive <= size
 
@@ -448,10 +460,7 @@ def criteria(model, X, sample_weight=None):
     The same values as ``model.bic``, ``model.aic`` and ``model.icl``; N in BIC is the
     total weight (the number of pixels when the rows are distinct colours with counts).
     """
-    source = model._source(X, sample_weight)
-    loglik, weight, entropy = loglik_and_entropy(model.kernel(), source)
-    if weight <= 0:
-        raise ValueError("X has no rows (or only zero weights) to score.")
+    loglik, weight, entropy = model._loglik(X, sample_weight)
     p = model.n_parameters()
     bic = -2.0 * loglik + p * np.log(weight)
     return {
@@ -522,7 +531,7 @@ def select_model(
     if callback is not None and not callable(callback):
         raise ValueError("callback must be callable as callback(k, covariance_type, it, value).")
     rng = check_random_state(random_state)
-    summary = summarize(as_source(X, sample_weight))
+    summary = summarize(as_source(X, sample_weight), allow_nan=True)
     usable = [k for k in ks if k <= summary.n_positive]
     if len(usable) < len(ks):
         if not usable:

@@ -438,3 +438,25 @@ def test_online_em_with_missing_values():
     strict = GaussianMixture(**kw, missing="error")
     with pytest.raises(ValueError, match="NaN"):
         strict.partial_fit(Xm[:1000])
+
+
+def test_select_model_with_missing_values():
+    from gmm import select_model
+
+    rng = np.random.default_rng(18)
+    centres = ([0, 0, 0], [4, 0, 0], [0, 4, 2])
+    X = np.concatenate([rng.normal(c, 0.6, (800, 3)) for c in centres])
+    Xm = remove(X, 0.25, seed=19)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = select_model(
+            Xm, n_components=range(1, 6), covariance_types=("full", "diag"), random_state=0
+        )
+        complete = select_model(
+            X, n_components=range(1, 6), covariance_types=("full", "diag"), random_state=0
+        )
+    assert sel.chosen == complete.chosen == (3, "diag")
+    for row in sel.table:
+        model = sel.models[(row["k"], row["covariance_type"])]
+        assert row["bic"] == pytest.approx(model.bic(Xm), rel=1e-12)
+    assert sel.table[0]["bic"] < complete.table[0]["bic"]  # fewer observed values

@@ -116,3 +116,16 @@ def test_quantize_refuses_missing_channels(tmp_path):
     r = runner.invoke(app, ["quantize", str(path), "-o", str(tmp_path / "q.png")])
     assert r.exit_code == 1 and "1 pixel(s) miss some channels" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "q.png").exists()
+
+
+def test_k_chosen_by_bic_on_partially_missing_pixels(tmp_path):
+    img = two_halves(20, 24)
+    img[::3, ::2, 0] = np.nan
+    path = write(tmp_path / "b.tif", img)
+    out = tmp_path / "out"
+    args = ["image", str(path), "-k", "1:3", "--xy", "0", "-o", str(out), "-q"]
+    r = runner.invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "b.model.json").read_text())
+    assert doc["gmm"]["n_components"] >= 2  # two colours, whatever is missing
+    assert (out / "b.bic.png").exists()
