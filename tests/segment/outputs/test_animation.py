@@ -89,3 +89,33 @@ def test_segment_image_animate_writes_the_gif_with_the_fitted_mixture_last(tmp_p
     )
     assert r.exit_code == 0 and "no animation" in r.output
     assert not (tmp_path / "o2" / "x.em.gif").exists()
+
+
+def test_the_last_frame_is_the_mixture_of_the_model_file(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from segment.cli import app
+    from segment.outputs import animation
+
+    seen = {}
+    original = animation.write_em_gif
+
+    def capture(path, points, colours, recorder, final, **kwargs):
+        seen.update(final=final, frames=list(recorder.frames))
+        return original(path, points, colours, recorder, final, **kwargs)
+
+    monkeypatch.setattr(animation, "write_em_gif", capture)
+    src = blobs(tmp_path / "y.png", seed=1)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["image", str(src), "-k", "3", "-o", str(out), "--animate"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "y.model.json").read_text())
+    model = gmm.GaussianMixture.from_dict(doc["gmm"])
+    weights, means, covs = seen["final"]
+    np.testing.assert_allclose(weights, model.weights_)
+    np.testing.assert_allclose(means, model.means_[:, :3])
+    full = gmm.full_covariances(model.covariance_type, model.covariances_, 3, means.shape[1])
+    np.testing.assert_allclose(covs, full[:, :3, :3])
+    assert len(seen["frames"]) == model.n_iter_
