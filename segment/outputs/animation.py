@@ -143,30 +143,42 @@ def render_frames(points, colours, frames, final, *, names, max_frames=MAX_FRAME
         lo, hi = float(history.min()), float(history.max())
         pad = 0.05 * (hi - lo) if hi > lo else 0.5
         curve.set_ylim(lo - pad, hi + pad)
-    (line,) = curve.plot([], [], color="black", lw=1.2, marker=".", ms=3)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    images, artists = [], []
+    (line,) = curve.plot([], [], color="black", lw=1.2, marker=".", ms=3, animated=True)
+    title = fig.text(0.5, 0.97, "", ha="center", va="top", fontsize=9, animated=True)
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.17, top=0.88, wspace=0.35)
+    # The points and axes are drawn once; every frame restores them and draws only what
+    # moves (blitting) with artists made once and moved, several times cheaper than a
+    # full redraw.
+    fig.canvas.draw()
+    background = fig.canvas.copy_from_bbox(fig.bbox)
+    K = len(final[0])
+    moving = []
+    for ax, (i, j) in zip(axes[:2], pairs, strict=True):
+        ellipses = [
+            [ax.plot([], [], style, color="black", lw=1.0, animated=True)[0] for k in range(K)]
+            for style in ("-", "--")
+        ]
+        centres = ax.plot([], [], "x", color="red", ms=4, mew=1.0, animated=True)[0]
+        moving.append((ax, i, j, ellipses, centres))
+    images = []
     for step, (iteration, _, weights, means, covs) in enumerate(steps):
-        for a in artists:
-            a.remove()
-        artists = []
+        fig.canvas.restore_region(background)
         alpha = np.clip(0.35 + 0.65 * weights / max(float(weights.max()), 1e-300), 0.35, 1.0)
-        for ax, (i, j) in zip(axes[:2], pairs, strict=True):
-            for k in range(len(weights)):
-                c2 = covs[k][np.ix_([i, j], [i, j])]
-                for n_sigma, style in ((1, "-"), (2, "--")):
-                    e = _ellipse(means[k, [i, j]], c2, n_sigma)
-                    (a,) = ax.plot(e[:, 0], e[:, 1], style, color="black", lw=1.0, alpha=alpha[k])
-                    artists.append(a)
-                artists.append(
-                    ax.scatter(means[k, i], means[k, j], s=12, c="red", marker="x", lw=1.0)
-                )
+        for ax, i, j, ellipses, centres in moving:
+            for n_sigma, lines in zip((1, 2), ellipses, strict=True):
+                for k, artist in enumerate(lines):
+                    e = _ellipse(means[k, [i, j]], covs[k][np.ix_([i, j], [i, j])], n_sigma)
+                    artist.set_data(e[:, 0], e[:, 1])
+                    artist.set_alpha(alpha[k])
+                    ax.draw_artist(artist)
+            centres.set_data(means[:, i], means[:, j])
+            ax.draw_artist(centres)
         shown = history[:iteration]
         line.set_data(np.arange(1, len(shown) + 1), shown)
+        curve.draw_artist(line)
         last = step == len(steps) - 1
-        title = f"EM iteration {iteration}" + (" — the fitted mixture" if last else "")
-        artists.append(fig.suptitle(title, fontsize=9))
-        fig.canvas.draw()
+        title.set_text(f"EM iteration {iteration}" + (" — the fitted mixture" if last else ""))
+        fig.draw_artist(title)
         images.append(np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy())
     fig.clear()
     return images
@@ -175,7 +187,10 @@ def render_frames(points, colours, frames, final, *, names, max_frames=MAX_FRAME
 def gif_bytes(images, fps=FPS):
     """An animated GIF, the last frame held for two seconds; one adaptive palette per frame."""
     frames = [
-        PILImage.fromarray(im).quantize(colors=128, dither=PILImage.Dither.NONE) for im in images
+        PILImage.fromarray(im).quantize(
+            colors=128, method=PILImage.Quantize.FASTOCTREE, dither=PILImage.Dither.NONE
+        )
+        for im in images
     ]
     durations = [math.ceil(1000 / fps)] * len(frames)
     durations[-1] = 2000
