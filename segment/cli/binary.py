@@ -7,7 +7,7 @@ import typer
 
 from ..errors import SegmentError
 from .common import err_console, errors_to_exit, out_console, print_json
-from .params import JSON, MAX_ITER, MAX_PIXELS, OUT_DIR, OVERWRITE, PLOTS, QUIET, RESTARTS, SEED
+from .params import JSON, MAX_ITER, MAX_PIXELS, OUT_DIR, OVERWRITE, QUIET, RESTARTS, SEED
 
 THRESHOLD = Annotated[
     str,
@@ -37,7 +37,9 @@ def binary_cmd(
     seed: SEED = 0,
     restarts: RESTARTS = 5,
     max_iter: MAX_ITER = 200,
-    plots: PLOTS = True,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Write the log-likelihood plot.")
+    ] = True,
     overwrite: OVERWRITE = False,
     max_pixels: MAX_PIXELS = None,
     quiet: QUIET = False,
