@@ -379,6 +379,7 @@ class GaussianMixture:
         (Cappé & Moulines 2009; Liang & Klein 2009). The first call initialises from its
         chunk (``init``, ``random_state``), or continues from the fitted parameters when the
         model was fitted before; a chunk should hold many more rows than components.
+        ``n_init`` and ``max_iter`` do not apply (one initialisation, one step per chunk).
         ``history_`` holds each chunk's mean log-likelihood before its update, and
         ``converged_`` says whether the last two differed by less than ``tol``.
 
