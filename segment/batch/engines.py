@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
+from .. import interrupts
 from ..errors import SegmentError
 from .jobs import failure_row
 from .lifeline import watch_parent
@@ -171,6 +172,7 @@ class PoolEngine:
             if not broken:
                 events.running([job.rel for job, _ in inflight.values()])
                 done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
+                interrupts.check()
                 for future in sorted(done, key=lambda f: inflight[f][0].index):
                     result = self._result(future, pending)
                     broken |= result is None
@@ -298,6 +300,7 @@ class DaskEngine:
                 self.client = distributed.Client(
                     self.scheduler, timeout=f"{left:.1f}s", set_as_default=False
                 )
+            interrupts.check()
         except (OSError, TimeoutError, ValueError) as err:
             raise SegmentError(
                 f"cannot connect to the Dask scheduler at {self.scheduler} "

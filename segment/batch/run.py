@@ -24,11 +24,13 @@ import contextlib
 import functools
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import interrupts
 from ..errors import SegmentError
 from ..outputs.files import TEMP_PREFIX
 from ..outputs.paths import make_dir
@@ -97,14 +99,18 @@ def _stop_on_signals():
     def handler(signum, frame):
         if not fired:
             fired.append(signum)
+            interrupts.record(signum)  # raised again by waits if this one gets swallowed
             raise BatchInterrupted(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old_hook, sys.unraisablehook = sys.unraisablehook, interrupts.quiet_unraisable
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        sys.unraisablehook = old_hook
+        interrupts.reset()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ Ctrl-C interrupts it at once.
 import asyncio
 import time
 
+from .. import interrupts
 from ..errors import SegmentError
 
 __all__ = ["check_scheduler"]
@@ -52,6 +53,7 @@ def check_scheduler(address, timeout=10.0):
     except (ValueError, TypeError) as err:
         raise _error(address, f"invalid address: {_one_line(err)}") from None
     start = time.monotonic()
+    interrupts.check()  # a Ctrl-C swallowed while distributed was imported
     try:
         answer = asyncio.run(_identity(address, timeout))
     except TimeoutError:

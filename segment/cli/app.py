@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from .. import __version__, interrupts
 from . import apply, batch, binary, compare, fill, image, quantize
-from .common import fail, out_console
+from .common import FAILURES, fail, out_console
 from .streams import GuardedStream, StdoutError, silence_stdout, warning_as_note
 
 app = typer.Typer(
@@ -47,6 +47,14 @@ _terminated = []
 
 def _terminate(signum, frame):
     _terminated.append(signum)
+    interrupts.record(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupt(signum, frame):
+    # Recorded too: raised inside a garbage-collector callback (during a big import), the
+    # KeyboardInterrupt would be swallowed; the waits raise it again (segment.interrupts).
+    interrupts.record(signum)
     raise KeyboardInterrupt
 
 
@@ -56,6 +64,8 @@ def main(argv=None):
     command = typer.main.get_command(app)
     # SIGTERM (kill, a scheduler's timeout) stops like Ctrl-C: temporary files are removed.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = interrupts.quiet_unraisable
     guarded = sys.stdout = GuardedStream(sys.stdout)
     warnings.showwarning = warning_as_note
     try:
@@ -80,6 +90,8 @@ def main(argv=None):
     except Exception as err:  # a bug: still one line, and a non-zero status
         fail(f"internal error ({type(err).__name__}: {err}); please report it.")
         code = 1
+    if code == 130 and not FAILURES:  # Typer turns an early Ctrl-C into a silent 130
+        fail("interrupted.")
     if _terminated and code == 130:
         code = 143  # the convention for SIGTERM
     if guarded.failed:

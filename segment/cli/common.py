@@ -18,9 +18,14 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 
 
+#: Error lines printed by this process (main() says "interrupted" if nothing else did).
+FAILURES = []
+
+
 def fail(message):
     # One line whatever the message holds (file names may contain newlines).
     text = "".join(ch if ch.isprintable() else "?" for ch in str(message))
+    FAILURES.append(text)
     err_console.print(f"segment: error: {text}", markup=False)
 
 
