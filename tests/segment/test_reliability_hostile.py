@@ -104,7 +104,7 @@ def test_scheduler_addresses_that_are_not_dask_schedulers(listeners, small_folde
         }
         for i, address in enumerate(addresses)
     ]
-    results = RT.run_jobs(jobs, parallel=len(jobs), timeout=40)
+    results = RT.run_jobs(jobs, parallel=PARALLEL, timeout=40)  # not more: imports crawl
     for i, (address, r) in enumerate(zip(addresses, results, strict=True)):
         assert not r["timed_out"], address
         assert_one_line(r, 1, r"Dask scheduler")
