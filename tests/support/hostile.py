@@ -152,15 +152,18 @@ def png_rgb16(path, rgb16, key):
 
 
 def key16_images(folder):
-    """nokey.png: no pixel equals the 16-bit key, though some share its high bytes;
-    keyed.png: the 10 left columns equal the key (invisible), 2 more share its high bytes."""
+    """nokey.png: no pixel equals the 16-bit key, but every pixel shares its high bytes
+    (matched on those alone, the whole picture was "fully transparent"); keyed.png: the 10
+    left columns equal the key (invisible), 2 more share its high bytes."""
     import numpy as np
 
     rgb = blocks().astype(np.uint16) * 257
     key = tuple(int(v) for v in rgb[0, 0])
     near = (key[0] ^ 0x01, key[1], key[2])
-    flat = np.broadcast_to(np.asarray(near, np.uint16), rgb.shape).copy()
-    flat[:, 15:] = rgb[:, 15:]
+    flat = np.broadcast_to(np.asarray(key, np.uint16), rgb.shape).copy()
+    low = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint16)
+    low[low == (key[0] & 0xFF)] ^= 1  # never the key's own low byte
+    flat[..., 0] = (flat[..., 0] & 0xFF00) | low
     keyed = rgb.copy()
     keyed[:, :10] = key
     keyed[:, 10:12] = near
