@@ -10,6 +10,7 @@ Ctrl-C interrupts it at once.
 """
 
 import asyncio
+import socket
 import time
 
 from .. import interrupts
@@ -49,9 +50,12 @@ def check_scheduler(address, timeout=10.0):
     from distributed.comm.registry import get_backend
 
     try:
-        get_backend(parse_address(address, strict=True)[0])
+        scheme, location = parse_address(address, strict=True)
+        get_backend(scheme)
     except (ValueError, TypeError) as err:
         raise _error(address, f"invalid address: {_one_line(err)}") from None
+    if scheme == "tcp":
+        _refused_at_once(address, location, timeout)
     start = time.monotonic()
     interrupts.check()  # a Ctrl-C swallowed while distributed was imported
     try:
@@ -69,6 +73,20 @@ def check_scheduler(address, timeout=10.0):
     if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
         raise _error(address, "not a Dask scheduler: it answered as something else")
     return max(0.5, timeout - (time.monotonic() - start))
+
+
+def _refused_at_once(address, location, timeout):
+    """A refused TCP connection is final: say so now (distributed would retry until its
+    timeout). Anything else is left to the exchange and its deadline."""
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        host, port = parse_host_port(location)
+        socket.create_connection((host, port), timeout=timeout).close()
+    except ConnectionRefusedError:
+        raise _error(address, "connection refused: nothing listens there") from None
+    except (OSError, ValueError, TypeError):
+        pass
 
 
 async def _identity(address, timeout):
