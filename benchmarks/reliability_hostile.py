@@ -83,7 +83,7 @@ def _cases(tmp, servers):
          r"fully transparent"),
         (6, "16-bit RGB PNG, tRNS key sharing the high bytes of every pixel",
          ["image", str(nokey), *_BASE, "-q", *o("key")], 0, None),
-        (7, "JPEG of 735 bytes declaring 9000x9000",
+        (7, "JPEG under 1 kB declaring 9000x9000",
          ["image", str(huge), *_BASE, "-q", *o("huge")], 1, r"truncated"),
         (8, "a.png a.jpg a.png.png on the command line",
          ["image", *(str(names / n) for n in ("a.png", "a.jpg", "a.png.png")), *_BASE, "-q",
