@@ -59,7 +59,7 @@ def palettes(path, data, k, seed=0):
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw = fit_palette(data, k, seed=seed, polish=False)
+        raw = fit_palette(data, k, seed=seed, lloyd=False)
     t_gmm = time.perf_counter() - t
     yield "gmm", raw.palette, t_gmm
     t = time.perf_counter()

@@ -3,7 +3,7 @@
 Arrays in, arrays out: no file I/O, no images, no printing. See :class:`GaussianMixture`.
 """
 
-from ._checks import COVARIANCE_TYPES, INIT_METHODS
+from ._checks import COVARIANCE_TYPES, INIT_METHODS, check_random_state
 from .bernoulli import BernoulliMixture
 from .chunks import ArraySource, ChunkSource, IterableSource
 from .covariance import full_covariances, n_parameters
@@ -26,6 +26,7 @@ __all__ = [
     "IterableSource",
     "Selection",
     "UnobservedRowsWarning",
+    "check_random_state",
     "fit_dask",
     "full_covariances",
     "grow_mixture",

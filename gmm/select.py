@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import COVARIANCE_TYPES, check_choice
+from ._checks import COVARIANCE_TYPES, check_choice, check_random_state
 from .chunks import summarize, weighted_sample
 from .covariance import full_covariances, precision_cholesky
 from .estep import block_rows, estep
 from .exceptions import ConvergenceWarning, FewDistinctPointsWarning
 from .missing import FilledSource, estep_missing
-from .model import GaussianMixture, check_random_state
+from .model import GaussianMixture
 from .mstep import Params
 from .sources import as_source
 from .stats import FeatureMap

@@ -12,7 +12,9 @@ the per-row work of one block:
 
 Those raw sums are added up over blocks in float64 and then re-centred on each component's
 previous mean c_k (:meth:`SuffStats.from_raw`), so that the M-step works with centred
-scatter matrices. See DESIGN.md for the precision argument.
+scatter matrices: the raw form E[x xᵀ] - μ μᵀ subtracts two nearly equal numbers, loses
+precision in float32 and can give negative variances; the small K×D×D sums are kept in
+float64 even when X is float32.
 """
 
 from dataclasses import dataclass
@@ -158,15 +160,3 @@ class SuffStats:
         else:
             qk = Q - 2.0 * (S * d).sum(axis=1) + N * (d**2).sum(axis=1)
         return cls(N, sk, qk, np.array(centres, dtype=np.float64), float(loglik), float(weight))
-
-    def __add__(self, other):
-        if not np.array_equal(self.centres, other.centres):
-            raise ValueError("statistics centred on different means cannot be added")
-        return SuffStats(
-            self.nk + other.nk,
-            self.sk + other.sk,
-            self.qk + other.qk,
-            self.centres,
-            self.loglik + other.loglik,
-            self.weight + other.weight,
-        )

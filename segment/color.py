@@ -78,26 +78,6 @@ def rgb_to_uint8(rgb01):
     return np.clip(np.rint(np.asarray(rgb01) * 255.0), 0, 255).astype(np.uint8)
 
 
-def color_keys(pixels8, *, block=1 << 20):
-    """24-bit keys (H, W) uint32 of an (H, W, 3) uint8 image, built in blocks of rows so
-    that no full-size temporary is made."""
-    H, W, _ = pixels8.shape
-    keys = np.empty((H, W), dtype=np.uint32)
-    rows = max(1, block // max(W, 1))
-    for a in range(0, H, rows):
-        p = pixels8[a : a + rows]
-        k = keys[a : a + rows]
-        np.left_shift(p[..., 0], 16, out=k, dtype=np.uint32)
-        k |= np.left_shift(p[..., 1], 8, dtype=np.uint32)
-        k |= p[..., 2]
-    return keys
-
-
-def keys_to_rgb8(keys):
-    keys = np.asarray(keys, dtype=np.uint32)
-    return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=-1).astype(np.uint8)
-
-
 # Hand-picked first colours: matplotlib's tab10 without its grey (the colours people know
 # from other plots), then ten more chosen far in CIELAB from these and from each other.
 # Lightness L* stays within about 33..82, so no colour vanishes on white or reads as black.

@@ -11,6 +11,7 @@ A colour is then carried by its 24-bit key ``r << 16 | g << 8 | b``, which is al
 pixel's label is looked up after the fit.
 """
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 
@@ -18,13 +19,48 @@ import numpy as np
 
 from gmm import ChunkSource
 
-from .color import check_space, color_keys, keys_to_rgb8, rgb_to_features
+from .color import check_space, rgb_to_features
 from .errors import SegmentError
 
 FEATURE_NAMES = {"rgb": ("R", "G", "B"), "lab": ("L*", "a*", "b*")}
 
 #: Why an image (or a frame) with no visible pixel is refused (or skipped).
 NOTHING_TO_SEGMENT = "every pixel is fully transparent; there is nothing to segment"
+
+
+def rows_per_strip(width, pixels, *, minimum=1):
+    """Rows of an image ``width`` pixels wide that make a strip of about ``pixels`` pixels
+    (at least ``minimum``)."""
+    return max(minimum, int(pixels) // max(width, 1))
+
+
+def strips(height, rows, *, min_last=1):
+    """``(a, b)`` bounds of consecutive strips of ``rows`` image rows over ``height`` rows:
+    the one way the project walks an image in strips. A last strip shorter than
+    ``min_last`` rows joins the one before (an SSIM window needs 4 rows of its own)."""
+    edges = [*range(0, height, max(1, int(rows))), height]
+    if len(edges) > 2 and edges[-1] - edges[-2] < min_last:
+        del edges[-2]
+    return list(itertools.pairwise(edges))
+
+
+def color_keys(pixels8, *, block=1 << 20):
+    """24-bit keys (H, W) uint32 of an (H, W, 3) uint8 image, built in blocks of rows so
+    that no full-size temporary is made."""
+    H, W, _ = pixels8.shape
+    keys = np.empty((H, W), dtype=np.uint32)
+    for a, b in strips(H, rows_per_strip(W, block)):
+        p = pixels8[a:b]
+        k = keys[a:b]
+        np.left_shift(p[..., 0], 16, out=k, dtype=np.uint32)
+        k |= np.left_shift(p[..., 1], 8, dtype=np.uint32)
+        k |= p[..., 2]
+    return keys
+
+
+def keys_to_rgb8(keys):
+    keys = np.asarray(keys, dtype=np.uint32)
+    return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=-1).astype(np.uint8)
 
 
 @dataclass
@@ -79,6 +115,7 @@ class PixelData:
     color_X: np.ndarray | None = None
     sampled: bool = False
     _lut: np.ndarray | None = None
+    _lut_users: int = 0
     _color_XT: np.ndarray | None = None
 
     @property
@@ -99,15 +136,26 @@ class PixelData:
 
     def _color_rows(self, a, b):
         """Index into the distinct colours of every pixel of rows [a, b) (8-bit images)."""
-        if self._lut is None:
+        lut = self._lut
+        if lut is None:
             lut = np.zeros(1 << 24, dtype=np.int32)
             lut[self.unique_keys] = np.arange(len(self.unique_keys), dtype=np.int32)
-            self._lut = lut
-        return self._lut[color_keys(self.pixels8[a:b])]
+            if self._lut_users:
+                self._lut = lut  # kept for the rest of the pass
+        return lut[color_keys(self.pixels8[a:b])]
 
-    def release_lookup(self):
-        """Free the colour-to-row lookup table (2^24 int32) until it is needed again."""
-        self._lut = None
+    @contextlib.contextmanager
+    def strip_pass(self):
+        """A pass over the strips of the image: the colour-to-row lookup table of an 8-bit
+        image (2^24 int32, 64 MiB) is built once for the pass and freed when the outermost
+        pass ends. Outside a pass, :meth:`strip_features` builds it for each call."""
+        self._lut_users += 1
+        try:
+            yield self
+        finally:
+            self._lut_users -= 1
+            if not self._lut_users:
+                self._lut = None
 
     def strip_rgb(self, a, b):
         """Colours (b-a, W, 3) float32 in [0, 1] of image rows [a, b)."""
@@ -141,12 +189,6 @@ class PixelData:
         visible = None if self.visible is None else self.visible[a:b]
         return out.T, visible
 
-    def strip_rows(self, rows_per_strip):
-        """(a, b) bounds of strips of at most ``rows_per_strip`` image rows."""
-        H = self.shape[0]
-        step = max(1, int(rows_per_strip))
-        return [(a, min(H, a + step)) for a in range(0, H, step)]
-
     def pixel_source(self, budget_rows=1 << 18):
         """A chunk source over the features of all visible pixels (for passes over them all
         when ``X`` holds only a sample)."""
@@ -163,9 +205,8 @@ class PixelData:
         lut = np.zeros((1 << 24, *tail), dtype=row_values.dtype)
         lut[self.unique_keys] = row_values
         out = np.empty((H, W, *tail), dtype=row_values.dtype)
-        rows = max(1, block // max(W, 1))
-        for a in range(0, H, rows):
-            out[a : a + rows] = lut[color_keys(self.pixels8[a : a + rows])]
+        for a, b in strips(H, rows_per_strip(W, block)):
+            out[a:b] = lut[color_keys(self.pixels8[a:b])]
         del lut
         if self.visible is not None:
             out[~self.visible] = fill
@@ -184,12 +225,13 @@ class _PixelSource(ChunkSource):
     def chunks(self, max_rows):
         d = self.data
         W = d.shape[1]
-        for a, b in d.strip_rows(max(1, self.budget_rows // max(W, 1))):
-            X, visible = d.strip_features(a, b)
-            if visible is not None:
-                X = X[visible.ravel()]
-            for s in range(0, X.shape[0], max_rows):
-                yield X[s : s + max_rows], None
+        with d.strip_pass():
+            for a, b in strips(d.shape[0], rows_per_strip(W, self.budget_rows)):
+                X, visible = d.strip_features(a, b)
+                if visible is not None:
+                    X = X[visible.ravel()]
+                for s in range(0, X.shape[0], max_rows):
+                    yield X[s : s + max_rows], None
 
 
 def distinct_colors(pixels8, visible=None):
@@ -307,13 +349,14 @@ def _fit_rows(data, max_rows, seed):
     n = data.n_pixels
     if max_rows is None or n <= max_rows:
         xs, rgbs = [], []
-        for a, b in data.strip_rows((1 << 20) // max(W, 1)):
-            X, visible = data.strip_features(a, b)
-            rgb = data.strip_rgb(a, b).reshape(-1, 3)
-            if visible is not None:
-                X, rgb = X[visible.ravel()], rgb[visible.ravel()]
-            xs.append(X)
-            rgbs.append(rgb)
+        with data.strip_pass():
+            for a, b in strips(H, rows_per_strip(W, 1 << 20)):
+                X, visible = data.strip_features(a, b)
+                rgb = data.strip_rgb(a, b).reshape(-1, 3)
+                if visible is not None:
+                    X, rgb = X[visible.ravel()], rgb[visible.ravel()]
+                xs.append(X)
+                rgbs.append(rgb)
         data.X = np.ascontiguousarray(np.concatenate(xs), dtype=np.float32)
         data.rgb = np.concatenate(rgbs)
         return data
@@ -337,12 +380,3 @@ def _fit_rows(data, max_rows, seed):
     data.X = np.ascontiguousarray(colour, dtype=np.float32)
     data.rgb = rgb
     return data
-
-
-def row_strips(H, rows):
-    """Strip boundaries; the last strip has at least 4 rows (an SSIM window needs 7 with the
-    3 rows borrowed on each side)."""
-    edges = [*range(0, H, rows), H]
-    if len(edges) > 2 and edges[-1] - edges[-2] < 4:
-        del edges[-2]
-    return list(itertools.pairwise(edges))

@@ -79,7 +79,6 @@ class Segmentation:
                 merge_similar_neighbours(
                     labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
                 )
-            self.data.release_lookup()  # 64 MB; rebuilt if soft maps need it
             if self.min_region > 1 and self.k > 1:
                 release_free_memory()
                 merge_small_regions(
@@ -94,6 +93,14 @@ class Segmentation:
             approx = self.quantized_palette[self.row_labels].astype(np.float64) / 255.0
             return psnr(self.data.rgb, approx, self.data.weight)
         return labels_psnr(self.data, self.label_image(), self.quantized_palette)
+
+    def loglik_and_bic(self):
+        """Mean log-likelihood per pixel and BIC of all the (visible) pixels. After a fit on a
+        sample they come from the pass that makes the labels (made here if not yet), which
+        measures them on the way, so the figures need no pass of their own."""
+        if self.data.sampled:
+            self.label_image()
+        return loglik_and_bic(self.model, self.data, self._pixel_totals)
 
 
 def sort_components(model, space):
@@ -110,9 +117,10 @@ def sort_components(model, space):
 
 
 def collect_notes(caught):
+    """The recorded warnings as notes: each message whole (with its advice), on one line."""
     notes = []
     for w in caught:
-        msg = str(w.message).split(". ")[0].rstrip(".") + "."
+        msg = " ".join(str(w.message).split()).rstrip(".") + "."
         if msg not in notes:
             notes.append(msg)
     return notes
@@ -318,8 +326,8 @@ def loglik_and_bic(model, data, totals=None):
 def figures_of(seg):
     """Quality figures of a segmentation (at most one extra pass over the feature rows)."""
     m, d = seg.model, seg.data
-    psnr_db = seg.psnr()  # makes the labels, and measures the log-likelihood on the way
-    loglik, bic = loglik_and_bic(m, d, seg._pixel_totals)
+    psnr_db = seg.psnr()
+    loglik, bic = seg.loglik_and_bic()
     return {
         "k": int(seg.k),
         "covariance_type": m.covariance_type,

@@ -13,6 +13,8 @@ neighbourhood. Without smoothing each pixel takes its most likely component.
 import numpy as np
 from scipy import ndimage
 
+from .features import rows_per_strip, strips
+
 #: Log-responsibilities are clipped below at this value before smoothing.
 LOG_FLOOR = -10.0
 
@@ -84,9 +86,10 @@ def smoothed_labels(
     any convex combination of them), so only pixels near a boundary are interpolated.
     """
     f = int(sigma // 2) if sigma > BOX_SIGMA else 1
-    if f <= 1:
-        return _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals)
-    return _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals)
+    with data.strip_pass():
+        if f <= 1:
+            return _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals)
+        return _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals)
 
 
 def _strip_logr(model, data, lo, hi, K, W, core, totals):
@@ -113,8 +116,7 @@ def _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals=None)
     halo = smoothing_halo(sigma)
     height = strip_height((H, W), K, budget_mib, halo)
     labels = np.empty((H, W), dtype=out_dtype)
-    for a in range(0, H, height):
-        b = min(H, a + height)
+    for a, b in strips(H, height):
         lo, hi = max(0, a - halo), min(H, b + halo)
         logr, visible = _strip_logr(model, data, lo, hi, K, W, (a, b), totals)
         if data.visible is not None:
@@ -170,8 +172,7 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
     num = np.empty((K, Hp // f, Wp // f), dtype=np.float32)
     den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
     height = max(f, strip_height((H, W), K, budget_mib) // f * f)
-    for a in range(0, H, height):
-        b = min(H, a + height)
+    for a, b in strips(H, height):
         logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals)
         hp = -(-(b - a) // f) * f
         if den is not None:
@@ -185,9 +186,7 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
         low /= np.maximum(_smooth(den, sigma_low, (0, 1)), 1e-12)
     labels = np.empty((H, W), dtype=out_dtype)
     cols = _linear(W, 0, f, Wp // f)
-    rows_per = max(1, (1 << 20) // max(W, 1))
-    for a in range(0, H, rows_per):
-        b = min(H, a + rows_per)
+    for a, b in strips(H, rows_per_strip(W, 1 << 20)):
         labels[a:b] = _interpolated_argmax(low, _linear(b - a, a, f, Hp // f), cols)
     if data.visible is not None:
         labels[~data.visible] = fill
@@ -222,9 +221,10 @@ def pixel_labels(model, data, *, budget_mib=64.0, out_dtype=np.uint8, fill=255):
     """Most likely component (H, W) of every pixel, strip by strip (no smoothing)."""
     H, W = data.shape
     labels = np.empty((H, W), dtype=out_dtype)
-    for a, b in data.strip_rows(strip_height((H, W), model.n_components, budget_mib)):
-        X, visible = data.strip_features(a, b)
-        labels[a:b].reshape(-1)[:] = model.predict(X)
-        if visible is not None:
-            labels[a:b][~visible] = fill
+    with data.strip_pass():
+        for a, b in strips(H, strip_height((H, W), model.n_components, budget_mib)):
+            X, visible = data.strip_features(a, b)
+            labels[a:b].reshape(-1)[:] = model.predict(X)
+            if visible is not None:
+                labels[a:b][~visible] = fill
     return labels

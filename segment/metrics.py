@@ -6,9 +6,8 @@ components, as region benchmarks such as BSDS count segments)."""
 
 import numpy as np
 
-from .color import color_keys, keys_to_rgb8
 from .errors import SegmentError
-from .features import row_strips
+from .features import color_keys, keys_to_rgb8, rows_per_strip, strips
 from .quantize.mapping import BLOCK_ROWS, PaletteImage, unit_scale
 from .ssim import masked_ssim_map
 
@@ -23,8 +22,13 @@ def psnr(rgb, approx, weight=None):
     if np.isnan(sq).any():
         return _psnr_observed(sq, weight)
     err = sq.mean(axis=1)
-    mse = float(np.average(err, weights=weight))
-    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+    return psnr_of_mse(float(np.average(err, weights=weight)))
+
+
+def psnr_of_mse(mse):
+    """PSNR in dB of a mean squared error of values in [0, 1]; infinite for a lossless result
+    (the one formula behind every PSNR of the project)."""
+    return float("inf") if mse <= 0 else float(10.0 * np.log10(1.0 / mse))
 
 
 def _psnr_observed(sq, weight=None):
@@ -34,8 +38,7 @@ def _psnr_observed(sq, weight=None):
     n = float(w @ seen.sum(axis=1))
     if n == 0:
         return float("nan")
-    mse = float(w @ np.where(seen, sq, 0.0).sum(axis=1)) / n
-    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+    return psnr_of_mse(float(w @ np.where(seen, sq, 0.0).sum(axis=1)) / n)
 
 
 #: Pixels per strip of the image-wise figures (SSIM, figures of dithered images).
@@ -64,11 +67,6 @@ def _delta_e(rgb01, approx01):
     return deltaE_ciede2000(_lab(rgb01), _lab(approx01), channel_axis=-1)
 
 
-def _psnr(sse, n_values):
-    mse = sse / n_values
-    return float("inf") if mse <= 0 else float(10.0 * np.log10(1.0 / mse))
-
-
 def row_figures(rgb, weight, approx):
     """PSNR (dB) and mean CIEDE2000 ΔE of ``approx`` against ``rgb``, rows weighted.
 
@@ -93,15 +91,15 @@ def row_figures(rgb, weight, approx):
         sse += float(w @ ((x - y) ** 2).sum(axis=1))
         de += float(w @ _delta_e(x, y))
         total += float(w.sum())
-    return {"psnr_db": _psnr(sse, 3.0 * total), "delta_e": de / total}
+    return {"psnr_db": psnr_of_mse(sse / (3.0 * total)), "delta_e": de / total}
 
 
-def _pair_rows(original8, palette_image, visible, strips):
+def _pair_rows(original8, palette_image, visible, bounds):
     """Distinct (colour, palette index) pairs of an 8-bit image and its palette image, with
     their pixel counts: the figures of the pairs weighted by the counts are those of all
     pixels, for far fewer colour conversions."""
     parts, counts = [], []
-    for a, b in strips:
+    for a, b in bounds:
         keys = color_keys(original8[a:b]).astype(np.int64) << 16
         keys |= palette_image.indices[a:b]
         if visible is not None:
@@ -150,13 +148,13 @@ def image_figures(original, result, visible=None, *, ssim=True, strip_rows=None)
         raise SegmentError(f"result shape {result.shape} differs from original {original.shape}.")
     if visible is not None and not visible.any():
         raise SegmentError("no pixel is visible; there is nothing to compare.")
-    strips = row_strips(H, strip_rows or max(8, STRIP_PIXELS // max(W, 1)))
+    bounds = strips(H, strip_rows or rows_per_strip(W, STRIP_PIXELS, minimum=8), min_last=4)
     pad = (SSIM_WIN - 1) // 2
     do_ssim = ssim and min(H, W) >= SSIM_WIN
     by_pairs = isinstance(result, PaletteImage) and np.asarray(original).dtype == np.uint8
     sse = de = s_sum = 0.0
     n = s_n = 0
-    for a, b in strips if do_ssim or not by_pairs else ():
+    for a, b in bounds if do_ssim or not by_pairs else ():
         a0, b0 = (max(0, a - pad), min(H, b + pad)) if do_ssim else (a, b)
         o, r = as_unit_float(original[a0:b0]), as_unit_float(result[a0:b0])
         core = slice(a - a0, b - a0)
@@ -180,9 +178,9 @@ def image_figures(original, result, visible=None, *, ssim=True, strip_rows=None)
             s_sum += float(S[core][inner].sum())
             s_n += 3 * int(inner.sum())
     if by_pairs:
-        colour = row_figures(*_pair_rows(original, result, visible, strips))
+        colour = row_figures(*_pair_rows(original, result, visible, bounds))
     else:
-        colour = {"psnr_db": _psnr(sse, 3.0 * n), "delta_e": de / n}
+        colour = {"psnr_db": psnr_of_mse(sse / (3.0 * n)), "delta_e": de / n}
     return {**colour, "ssim": s_sum / s_n if do_ssim and s_n else None}
 
 
@@ -192,9 +190,7 @@ def labels_psnr(data, labels, palette):
     pal = palette.astype(np.float32) / 255.0
     sq = 0.0
     n = 0
-    rows = max(1, (1 << 20) // max(W, 1))
-    for a in range(0, H, rows):
-        b = min(H, a + rows)
+    for a, b in strips(H, rows_per_strip(W, 1 << 20)):
         err = ((data.strip_rgb(a, b) - pal[np.minimum(labels[a:b], len(pal) - 1)]) ** 2).mean(
             axis=2
         )
@@ -210,8 +206,7 @@ def labels_psnr(data, labels, palette):
             continue
         sq += float(err.sum(dtype=np.float64))
         n += err.size
-    mse = sq / max(n, 1)
-    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+    return psnr_of_mse(sq / max(n, 1))
 
 
 def ignored_mask(pixels, labels, grey, ignore, where):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import SegmentError
 from .features import NOTHING_TO_SEGMENT, pixel_data
-from .fit import figures_of, fit_data, loglik_and_bic, segmentation_of
+from .fit import figures_of, fit_data, segmentation_of
 from .imageio.read import iter_frames, load_image
 from .outputs.files import atomic_group
 from .outputs.model_file import ImageInfo
@@ -194,7 +194,7 @@ def apply_file(
             )
         seg = segmentation_of(model, data, (), options)
         psnr_db = seg.psnr()
-        loglik, bic = loglik_and_bic(model, data, seg._pixel_totals)
+        loglik, bic = seg.loglik_and_bic()
         return seg, {
             "k": int(seg.k),
             "log_likelihood": loglik,

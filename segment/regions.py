@@ -7,10 +7,13 @@ pixels are given the label that most of their border touches. *Similar neighbour
 merged. Both work in strips of rows.
 """
 
+import functools
 import heapq
 
 import numpy as np
 from scipy import ndimage
+
+from .features import rows_per_strip, strips
 
 
 def merge_small_regions(labels, min_region, *, n_labels, visible=None, connectivity=1):
@@ -61,8 +64,7 @@ def merge_small_regions(labels, min_region, *, n_labels, visible=None, connectiv
 def _row_blocks(shape, pixels=1 << 20):
     """Slices of image rows holding about ``pixels`` pixels each."""
     H, W = shape
-    step = max(1, pixels // max(W, 1))
-    return [slice(a, min(H, a + step)) for a in range(0, H, step)]
+    return [slice(a, b) for a, b in strips(H, rows_per_strip(W, pixels))]
 
 
 def _borders(regions, n):
@@ -98,16 +100,19 @@ def _borders(regions, n):
     return adjacency
 
 
+def _root(parent, i):
+    """Root of ``i`` in the union-find forest ``parent`` (a list or an array), halving the
+    path on the way."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
 def _merge_graph(sizes, label_of, adjacency, min_region):
     """Label of every region after merging the small ones on the adjacency graph."""
     parent = list(range(len(sizes)))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    root = functools.partial(_root, parent)
     sizes = sizes.tolist()
     labels = label_of.tolist()
     heap = [(sizes[i], i) for i in range(1, len(sizes)) if sizes[i] < min_region]
@@ -148,11 +153,10 @@ def _regions(labels, n_labels, visible, structure, rows=None):
     """
     H, W = labels.shape
     if rows is None:
-        rows = max(16, (1 << 20) // max(W, 1))
+        rows = rows_per_strip(W, 1 << 20, minimum=16)
     regions = np.zeros((H, W), dtype=np.int32)
     offset = 0
-    for a in range(0, H, rows):
-        b = min(H, a + rows)
+    for a, b in strips(H, rows):
         strip = labels[a:b]
         lab = np.empty(strip.shape, dtype=np.int32)
         for k in range(n_labels):
@@ -167,13 +171,7 @@ def _regions(labels, n_labels, visible, structure, rows=None):
     if H <= rows:
         return regions, offset
     parent = np.arange(offset + 1, dtype=np.int64)
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    root = functools.partial(_root, parent)
     shifts = [(slice(None), slice(None))]
     if structure[0, 0] or structure[0, 2]:  # 8-connectivity: diagonal neighbours too
         shifts += [(slice(0, -1), slice(1, None)), (slice(1, None), slice(0, -1))]
@@ -194,8 +192,8 @@ def _regions(labels, n_labels, visible, structure, rows=None):
         parent = nxt
     _, renumber = np.unique(parent, return_inverse=True)
     renumber = renumber.astype(np.int32)  # root 0 (invisible) stays 0: it is the smallest
-    for a in range(0, H, rows):
-        regions[a : a + rows] = renumber[regions[a : a + rows]]
+    for a, b in strips(H, rows):
+        regions[a:b] = renumber[regions[a:b]]
     return regions, int(renumber.max())
 
 

@@ -16,6 +16,8 @@ All are computed strip by strip (see :mod:`segment.labels`) with the fitted mode
 
 import numpy as np
 
+from .features import rows_per_strip, strips
+
 #: Colour of segment boundaries in the overlay (bright yellow reads on most photos).
 BOUNDARY_COLOR = np.array([255, 230, 0], dtype=np.uint8)
 
@@ -55,23 +57,24 @@ def soft_maps(seg):
     soft = np.zeros((H, W, 3), dtype=np.uint8)
     unc = np.zeros((H, W), dtype=np.uint8)
     out = np.zeros((H, W), dtype=np.uint8)
-    rows = max(1, (1 << 18) // max(W, 1))
-    for a in range(0, H, rows):
-        b = min(H, a + rows)
-        X, _ = data.strip_features(a, b)
-        n = X.shape[0]
-        mix = np.empty((n, 3), np.float32)
-        ent = np.empty(n, np.float32)
-        ll = np.empty(n, np.float32)
-        for block, resp, log_prob in model.iter_blocks(X):
-            ll[block] = log_prob
-            mix[block] = resp.T @ palette
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ent[block] = -np.where(resp > 0, resp * np.log(resp), 0.0).sum(axis=0)
-        soft[a:b] = np.clip(np.rint(mix), 0, 255).astype(np.uint8).reshape(b - a, W, 3)
-        unc[a:b] = np.clip(np.rint(ent / log_k * 255), 0, 255).astype(np.uint8).reshape(b - a, W)
-        scaled = (hi - ll.astype(np.float64)) / (hi - lo) * 255
-        out[a:b] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8).reshape(b - a, W)
+    with data.strip_pass():
+        for a, b in strips(H, rows_per_strip(W, 1 << 18)):
+            X, _ = data.strip_features(a, b)
+            n = X.shape[0]
+            mix = np.empty((n, 3), np.float32)
+            ent = np.empty(n, np.float32)
+            ll = np.empty(n, np.float32)
+            for block, resp, log_prob in model.iter_blocks(X):
+                ll[block] = log_prob
+                mix[block] = resp.T @ palette
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ent[block] = -np.where(resp > 0, resp * np.log(resp), 0.0).sum(axis=0)
+            soft[a:b] = np.clip(np.rint(mix), 0, 255).astype(np.uint8).reshape(b - a, W, 3)
+            unc[a:b] = (
+                np.clip(np.rint(ent / log_k * 255), 0, 255).astype(np.uint8).reshape(b - a, W)
+            )
+            scaled = (hi - ll.astype(np.float64)) / (hi - lo) * 255
+            out[a:b] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8).reshape(b - a, W)
     return {
         "soft": soft,
         "uncertainty": unc,
@@ -103,9 +106,7 @@ def overlay(data, labels):
     """The photo (H, W, 3) uint8 with the segment boundaries drawn over it."""
     H, W = data.shape
     img = np.empty((H, W, 3), dtype=np.uint8)
-    rows = max(1, (1 << 20) // max(W, 1))
-    for a in range(0, H, rows):
-        b = min(H, a + rows)
+    for a, b in strips(H, rows_per_strip(W, 1 << 20)):
         img[a:b] = np.clip(np.rint(data.strip_rgb(a, b) * 255), 0, 255).astype(np.uint8)
     width = max(1, round(np.hypot(H, W) / 1500))
     img[boundaries(labels, data.visible, width)] = BOUNDARY_COLOR

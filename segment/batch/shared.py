@@ -15,8 +15,9 @@ import numpy as np
 
 import gmm
 
-from ..color import features_to_rgb, keys_to_rgb8, rgb_to_features, rgb_to_uint8
+from ..color import features_to_rgb, rgb_to_features, rgb_to_uint8
 from ..errors import SegmentError
+from ..features import keys_to_rgb8
 from ..fit import collect_notes, fit_rows, gmm_options, sort_components
 from ..metrics import psnr
 from ..outputs.files import write_json

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import gmm
-from gmm import lloyd
 
-from ..color import features_to_rgb, keys_to_rgb8, rgb_to_uint8
+from ..color import features_to_rgb, rgb_to_uint8
 from ..errors import SegmentError
+from ..features import keys_to_rgb8
 from ..fit import collect_notes
 
 MAX_COLOURS = 256
@@ -64,7 +64,7 @@ def polish_palette(rgb, weight, palette01, *, max_iter=30, rtol=1e-4, max_rows=2
         x, w = x[rows], w.astype(np.float64)
     x = np.asarray(x, dtype=np.float64)
     centres = np.clip(np.array(palette01, dtype=np.float64), 0.0, 1.0)
-    return lloyd(x, w, centres, max_iter=max_iter, tol=rtol)
+    return gmm.lloyd(x, w, centres, max_iter=max_iter, tol=rtol)
 
 
 def _distinct_sorted(palette):
@@ -92,7 +92,7 @@ def fit_palette(
     covariance_type="full",
     max_iter=100,
     tol=1e-3,
-    polish=True,
+    lloyd=True,
     start=None,
     on_iteration=None,
 ):
@@ -107,7 +107,7 @@ def fit_palette(
     seed : int
     covariance_type, max_iter, tol
         Options of the mixture.
-    polish : bool, default True
+    lloyd : bool, default True
         Refine the mixture's means by :func:`polish_palette` (least squared error in RGB).
     start : gmm.GaussianMixture, optional
         A mixture with fewer components fitted to the same data: the fit starts from it
@@ -160,6 +160,6 @@ def fit_palette(
         except ValueError as err:
             raise SegmentError(f"cannot fit the mixture: {err}") from None
     rgb = features_to_rgb(model.means_, data.space)
-    if polish:
+    if lloyd:
         rgb = polish_palette(data.rgb, data.weight, rgb)
     return PaletteFit(_distinct_sorted(rgb_to_uint8(rgb)), model, collect_notes(caught))

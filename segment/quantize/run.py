@@ -25,7 +25,7 @@ def quantize_file(
     quality=None,
     max_delta_e=None,
     dither=False,
-    polish=True,
+    lloyd=True,
     seed=0,
     space="rgb",
     max_iter=100,
@@ -54,7 +54,7 @@ def quantize_file(
         Target mean ΔE (CIEDE2000, >= 0).
     dither : bool, default False
         Floyd–Steinberg error diffusion onto the palette (:func:`dither_indices`).
-    polish : bool, default True
+    lloyd : bool, default True
         Lloyd-polish the mixture's means into the least-squared-error palette.
     seed, space, max_iter, tol
         Options of the mixture fit (features in ``space``; the mapping is always RGB).
@@ -109,7 +109,7 @@ def quantize_file(
         image.pixels,
         data,
         dither=bool(dither),
-        polish=bool(polish),
+        lloyd=bool(lloyd),
         fit_options={"seed": seed, "max_iter": max_iter, "tol": tol},
         on_iteration=on_iteration,
     )
@@ -162,7 +162,7 @@ def quantize_file(
         "size_ratio": float(size / in_size) if in_size else None,
         "dither": bool(dither),
         "mapping": "nearest palette colour" + (" with Floyd–Steinberg dithering" if dither else ""),
-        "polish": bool(polish),
+        "lloyd": bool(lloyd),
         "target": target,
         "search": search,
         "iterations": None if model is None else int(model.n_iter_),

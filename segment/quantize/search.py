@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SegmentError
-from ..features import row_strips
+from ..features import rows_per_strip, strips
 from ..metrics import as_unit_float, image_figures, row_figures
 from .mapping import BLOCK_ROWS, NearestColour, PaletteImage, dither_indices, nearest_palette
 from .palette import PaletteFit, fit_palette
@@ -28,11 +28,11 @@ class Quantizer:
     """Fits, maps and judges palettes for one image (shared by the fixed-k and search
     paths)."""
 
-    def __init__(self, pixels, data, *, dither, polish, fit_options, on_iteration):
+    def __init__(self, pixels, data, *, dither, lloyd, fit_options, on_iteration):
         self.pixels = pixels
         self.data = data
         self.dither = dither
-        self.polish = polish
+        self.lloyd = lloyd
         self.fit_options = fit_options
         self.on_iteration = on_iteration
         self.tried = {}
@@ -46,7 +46,7 @@ class Quantizer:
         fit = fit_palette(
             self.data,
             k,
-            polish=self.polish,
+            lloyd=self.lloyd,
             start=self.model_below(k) if warm else None,
             on_iteration=self.on_iteration,
             **self.fit_options,
@@ -73,7 +73,7 @@ class Quantizer:
         H, W = self.data.shape
         nearest = NearestColour(np.asarray(palette, dtype=np.float64) / 255.0, H * W)
         out = np.zeros((H, W), dtype=np.uint8 if len(palette) <= 256 else np.uint16)
-        for a, b in row_strips(H, max(1, BLOCK_ROWS // max(W, 1))):
+        for a, b in strips(H, rows_per_strip(W, BLOCK_ROWS), min_last=4):
             rgb = np.clip(as_unit_float(self.pixels[a:b]).reshape(-1, 3), 0.0, 1.0)
             out[a:b] = nearest(rgb).reshape(b - a, W)
         return out

@@ -67,19 +67,6 @@ def check_title(title):
     return title
 
 
-def check_random_state(random_state):
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(random_state)
-    raise ValueError(
-        "random_state must be None, an int seed or a numpy.random.Generator; "
-        f"got {type(random_state).__name__}."
-    )
-
-
 def new_figure(figsize):
     fig = Figure(figsize=figsize, dpi=100, layout="constrained")
     FigureCanvasAgg(fig)

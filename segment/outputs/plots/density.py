@@ -12,11 +12,12 @@ from matplotlib import patheffects
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
 
+from gmm import check_random_state
+
 from ...color import default_component_colors
 from .common import (
     HIST_GREY,
     INK,
-    check_random_state,
     check_rgb,
     check_title,
     float_array,
@@ -24,9 +25,6 @@ from .common import (
 )
 
 _MAX_SHOWN_FEATURES = 3
-
-
-_LEGEND_MAX_K = 12
 
 
 _SIGMAS = (1, 2)

@@ -254,7 +254,7 @@ def test_palette_polish_beats_the_mixture_means(tmp_path):
         size=12,
     )
     data = pixel_data(load_image(src))
-    raw, polished = fit_palette(data, 3, polish=False), fit_palette(data, 3)
+    raw, polished = fit_palette(data, 3, lloyd=False), fit_palette(data, 3)
 
     def psnr(fit):
         return row_figures(
