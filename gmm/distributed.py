@@ -23,9 +23,7 @@ import numpy as np
 
 from .chunks import ArraySource, ChunkSource
 
-DASK_MISSING = (
-    "fitting from a dask array needs dask: pip install 'dask[array]' (or 'segment[dask]')."
-)
+DASK_MISSING = "fitting from a dask array needs dask: pip install 'dask[array]'."
 
 
 def is_dask_array(X):

@@ -54,14 +54,20 @@ def check_space(space):
     return space
 
 
+def rgb_to_lab(rgb):
+    """CIELAB (D65; L* in [0, 100]) float64 of rows (n, 3) of sRGB in [0, 1]: the project's
+    one sRGB → CIELAB conversion, scikit-image's ``rgb2lab``."""
+    from skimage.color import rgb2lab
+
+    return rgb2lab(np.asarray(rgb, dtype=np.float64)[None, :, :])[0]
+
+
 def rgb_to_features(rgb, space):
     """(n, 3) RGB in [0, 1] → (n, 3) float32 features of ``space``."""
     rgb = np.asarray(rgb, dtype=np.float32)
     if space == "rgb":
         return rgb
-    from skimage.color import rgb2lab
-
-    return rgb2lab(rgb[None, :, :].astype(np.float64))[0].astype(np.float32)
+    return rgb_to_lab(rgb).astype(np.float32)
 
 
 def features_to_rgb(features, space):
@@ -120,31 +126,6 @@ def _hex_to_rgb(code):
     return tuple(int(code[i : i + 2], 16) / 255.0 for i in (1, 3, 5))
 
 
-def _srgb_to_lab(rgb):
-    """CIELAB (D65) of sRGB values in [0, 1], shape (..., 3); enough precision for picking
-    colours, and it keeps the palette free of an image-library import."""
-    rgb = np.asarray(rgb, dtype=np.float64)
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    to_xyz = np.array(
-        [
-            [0.4124564, 0.3575761, 0.1804375],
-            [0.2126729, 0.7151522, 0.0721750],
-            [0.0193339, 0.1191920, 0.9503041],
-        ]
-    )
-    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
-    delta = 6.0 / 29.0
-    f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3.0 * delta**2) + 4.0 / 29.0)
-    return np.stack(
-        [
-            116.0 * f[..., 1] - 16.0,
-            500.0 * (f[..., 0] - f[..., 1]),
-            200.0 * (f[..., 1] - f[..., 2]),
-        ],
-        axis=-1,
-    )
-
-
 @functools.lru_cache(maxsize=16)
 def _palette(K):
     """The first K palette colours as a read-only (K, 3) array.
@@ -159,7 +140,7 @@ def _palette(K):
         levels = np.linspace(0.0, 1.0, _GRID_LEVELS)
         grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)
         grid = grid.reshape(-1, 3)
-        lab = _srgb_to_lab(grid)
+        lab = rgb_to_lab(grid)
         chroma = np.hypot(lab[:, 1], lab[:, 2])
         keep = (
             (lab[:, 0] >= _L_RANGE[0])
@@ -168,7 +149,7 @@ def _palette(K):
             & (chroma <= _CHROMA_RANGE[1])
         )
         grid, lab = grid[keep], lab[keep]
-        taken = _srgb_to_lab(np.array(colours))
+        taken = rgb_to_lab(np.array(colours))
         nearest = np.min(np.linalg.norm(lab[:, None, :] - taken[None, :, :], axis=-1), axis=1)
         while len(colours) < K:
             best = int(np.argmax(nearest))

@@ -7,12 +7,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from skimage.color import rgb2lab
 
 import gmm
 from gmm import COVARIANCE_TYPES
 
-from .color import features_to_rgb, rgb_to_uint8
+from .color import features_to_rgb, rgb_to_lab, rgb_to_uint8
 from .errors import SegmentError
 from .features import PixelData, pixel_data
 from .labels import pixel_labels, smoothed_labels
@@ -75,7 +74,7 @@ class Segmentation:
                     self.model, self.data, budget_mib=budget, out_dtype=dtype, fill=fill
                 )
             if self.options.merge > 0 and self.k > 1:
-                colours = rgb2lab(self.quantized_palette[None].astype(np.float64) / 255.0)[0]
+                colours = rgb_to_lab(self.quantized_palette.astype(np.float64) / 255.0)
                 merge_similar_neighbours(
                     labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
                 )

@@ -6,6 +6,7 @@ components, as region benchmarks such as BSDS count segments)."""
 
 import numpy as np
 
+from .color import rgb_to_lab
 from .errors import SegmentError
 from .features import color_keys, keys_to_rgb8, rows_per_strip, strips
 from .quantize.mapping import BLOCK_ROWS, PaletteImage, unit_scale
@@ -55,16 +56,10 @@ def as_unit_float(a):
     return a.astype(np.float64) / scale if scale != 1.0 else a.astype(np.float64)
 
 
-def _lab(rgb01):
-    from skimage.color import rgb2lab
-
-    return rgb2lab(rgb01[None, :, :])[0]
-
-
 def _delta_e(rgb01, approx01):
     from skimage.color import deltaE_ciede2000
 
-    return deltaE_ciede2000(_lab(rgb01), _lab(approx01), channel_axis=-1)
+    return deltaE_ciede2000(rgb_to_lab(rgb01), rgb_to_lab(approx01), channel_axis=-1)
 
 
 def row_figures(rgb, weight, approx):

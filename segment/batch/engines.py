@@ -23,7 +23,7 @@ from .scheduler import check_scheduler
 DASK_CONNECT_TIMEOUT = 8.0
 
 
-DASK_MISSING = "--scheduler needs the dask extra: pip install 'segment[dask]'"
+DASK_MISSING = "--scheduler needs the dask extra: pip install 'dask[distributed]'"
 
 
 WORKER_DIED = (

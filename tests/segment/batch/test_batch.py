@@ -27,25 +27,12 @@ from segment.imageio import load_image
 from segment.options import FitOptions
 from segment.outputs.files import TEMP_PREFIX
 from segment.outputs.model_file import load_model_file
+from tests.support.images import stripes
 
 runner = CliRunner()
 
 RED, GREEN, BLUE, WHITE = (200, 40, 40), (40, 160, 60), (50, 60, 210), (235, 235, 230)
 GOOD = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
-
-
-def stripes(path, colours, *, seed=0, size=(32, 24), noise=5):
-    """Vertical stripes of the given colours, with a little noise."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    img = np.zeros((h, w, 3))
-    edges = np.linspace(0, w, len(colours) + 1).astype(int)
-    for c, a, b in zip(colours, edges[:-1], edges[1:], strict=True):
-        img[:, a:b] = c
-    img += rng.normal(0, noise, img.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
-    return path
 
 
 @pytest.fixture
@@ -229,7 +216,7 @@ def test_scheduler_without_dask_is_a_one_line_error(folder, tmp_path, monkeypatc
     r = run(folder, "-o", tmp_path / "out", "--scheduler", "local")
     assert r.exit_code == 1
     assert r.output.strip() == (
-        "segment: error: --scheduler needs the dask extra: pip install 'segment[dask]'"
+        "segment: error: --scheduler needs the dask extra: pip install 'dask[distributed]'"
     )
 
 

@@ -1,7 +1,7 @@
 """Dask: ``gmm.fit_dask`` equals the in-memory fit, ``segment batch --scheduler`` gives the
 outputs of the local pool, and the shared model fitted on a cluster equals the local one.
 
-Needs the optional extra (``pip install 'segment[dask]'``); without it these tests skip.
+Needs the optional extra (``pip install '.[dask]'``); without it these tests skip.
 A LocalCluster on loopback stands in for a real cluster: one worker *process*, so that
 everything the tasks need really goes through serialisation.
 """
@@ -23,8 +23,9 @@ import gmm
 from segment.batch import SharedPixels, engines, fit_shared, run_batch
 from segment.cli import app
 from segment.options import FitOptions
+from tests.support.images import stripes
 
-DASK_REASON = "needs the dask extra: pip install 'segment[dask]'"
+DASK_REASON = "needs the dask extra: pip install '.[dask]'"
 pytestmark = pytest.mark.dask
 
 RED, GREEN, BLUE = (200, 40, 40), (40, 160, 60), (50, 60, 210)
@@ -55,18 +56,6 @@ def client():
 @pytest.fixture
 def da():
     return pytest.importorskip("dask.array", reason=DASK_REASON)
-
-
-def stripes(path, colours, *, seed=0, size=(32, 24)):
-    rng = np.random.default_rng(seed)
-    w, h = size
-    img = np.zeros((h, w, 3))
-    edges = np.linspace(0, w, len(colours) + 1).astype(int)
-    for c, a, b in zip(colours, edges[:-1], edges[1:], strict=True):
-        img[:, a:b] = c
-    img += rng.normal(0, 5, img.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
 
 
 @pytest.fixture
