@@ -3,6 +3,7 @@ is retried once), or a Dask cluster. Every engine has ``imap(fn, jobs, events)``
 ``abort()``."""
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import time
@@ -122,11 +123,14 @@ class PoolEngine:
         self._executor = None
         self._inflight = {}
         self._saved_env = {}
+        self._others = set()  # child processes that were there before the pool
+        self._workers = set()  # the pool's worker processes seen so far
 
     def __enter__(self):
         for name in _BLAS_ENV:
             self._saved_env[name] = os.environ.get(name)
             os.environ.setdefault(name, "1")
+        self._others = set(multiprocessing.active_children())
         self._executor = self._new_executor()
         return self
 
@@ -142,8 +146,6 @@ class PoolEngine:
         return False
 
     def _new_executor(self):
-        import multiprocessing
-
         return ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
@@ -164,6 +166,7 @@ class PoolEngine:
                 try:
                     with _signals_held():  # a worker may be started here
                         future = self._executor.submit(_in_worker, fn, job)
+                    self._note_workers()
                 except BrokenProcessPool:  # a worker died since the last results
                     pending.appendleft((job, attempt))
                     broken = True
@@ -191,6 +194,12 @@ class PoolEngine:
                 self._executor.shutdown(wait=True)
                 self._executor = self._new_executor()
 
+    def _note_workers(self):
+        """Remember the pool's worker processes (started on demand, at a submit), from
+        multiprocessing's public list of this process's children: :meth:`abort` stops them
+        without reaching into the executor."""
+        self._workers.update(p for p in multiprocessing.active_children() if p not in self._others)
+
     def _result(self, future, pending):
         """``(job, result)`` of a finished future; None when its worker died and the job
         goes back to ``pending`` for a second attempt."""
@@ -213,8 +222,8 @@ class PoolEngine:
             return
         for future in self._inflight:
             future.cancel()
-        # Python 3.14 has executor.terminate_workers(); before, the processes are private.
-        processes = list((getattr(executor, "_processes", None) or {}).values())
+        self._note_workers()
+        processes = [p for p in self._workers if p.is_alive()]
         for p in processes:
             with contextlib.suppress(Exception):
                 p.terminate()
