@@ -8,8 +8,8 @@ the cluster.
 """
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -312,40 +312,55 @@ def _persisted(arrays, scheduler):
     return dask.persist(*arrays, scheduler=scheduler)
 
 
-def _shared_view(model, notes, selection, source, plot_parts, options):
-    """What the pipeline's model document and plots read of a segmentation, for the shared
-    model: the plot rows are the histogram and a few weighted rows of each streamed frame."""
-    xs, ws = [], []
-    if source.hist_X is not None:
-        xs.append(source.hist_X)
-        ws.append(source.hist_w)
-    for X, weight in plot_parts:
-        xs.append(X)
-        ws.append(np.full(len(X), weight))
-    X = np.concatenate(xs).astype(np.float32, copy=False)
-    data = SimpleNamespace(
-        X=X,
-        weight=np.concatenate(ws),
-        rgb=features_to_rgb(X[:, :3], options.space).astype(np.float32),
-        space=options.space,
-        xy=float(options.xy),
-        shape=(1, round(source.total_weight)),
-    )
-    palette = rgb_to_uint8(features_to_rgb(model.means_, options.space))
-    return SimpleNamespace(
-        model=model,
-        data=data,
-        k=model.n_components,
-        quantized_palette=palette,
-        notes=notes,
-        selection=selection,
-        options=options,
-    )
+@dataclass
+class SharedModel:
+    """The mixture fitted to the pixels of all images of a batch, with what its model file
+    and plots show: each component's colour, and the rows of the density plot (the colour
+    histogram and a few weighted rows of each streamed frame)."""
+
+    model: gmm.GaussianMixture
+    notes: list
+    selection: object  # gmm.Selection when the mixture was chosen by BIC
+    space: str
+    palette: np.ndarray  # (K, 3) uint8
+    plot_X: np.ndarray
+    plot_weight: np.ndarray
+
+    @classmethod
+    def of(cls, fitted, source, plot_parts, space):
+        """From :func:`fit_shared`'s result, its :class:`SharedPixels` and the plot rows of
+        the colour pass."""
+        model, notes, selection = fitted
+        xs, ws = [], []
+        if source.hist_X is not None:
+            xs.append(source.hist_X)
+            ws.append(source.hist_w)
+        for X, weight in plot_parts:
+            xs.append(X)
+            ws.append(np.full(len(X), weight))
+        palette = rgb_to_uint8(features_to_rgb(model.means_, space))
+        X = np.concatenate(xs).astype(np.float32, copy=False)
+        return cls(model, notes, selection, space, palette, X, np.concatenate(ws))
+
+    def save_plots(self, paths, overwrite):
+        """The log-likelihood and density plots, at ``paths["loglik"]`` / ``["density"]``."""
+        save_loglik_plot(self.model, paths["loglik"], overwrite)
+        X = self.plot_X
+        save_density_plot(
+            self.model,
+            paths["density"],
+            X=X,
+            rgb=features_to_rgb(X[:, :3], self.space).astype(np.float32),
+            weight=self.plot_weight,
+            space=self.space,
+            palette=self.palette,
+            overwrite=overwrite,
+        )
 
 
-def _shared_figures(view, source):
+def _shared_figures(shared, source):
     """The figures of NAME.model.json for the shared model, over all its pixels."""
-    model = view.model
+    model = shared.model
     total = source.total_weight
     loglik = float(model.score(source))  # exact: a pass over the histogram and the files
     figures = {
@@ -358,37 +373,45 @@ def _shared_figures(view, source):
         "pixels": round(total),
         "distinct_colours": None if source.hist_X is None else len(source.hist_X),
         "resets": int(model.n_resets_),
-        "notes": list(view.notes),
+        "notes": list(shared.notes),
     }
     if not source.streamed:  # the histogram is every pixel: PSNR of the quantised colours
-        approx = view.quantized_palette[model.predict(source.hist_X)] / 255.0
-        rgb = features_to_rgb(source.hist_X, view.data.space)
+        approx = shared.palette[model.predict(source.hist_X)] / 255.0
+        rgb = features_to_rgb(source.hist_X, shared.space)
         figures["psnr_db"] = psnr(rgb, approx, source.hist_w)
     return figures
 
 
 def shared_document(fitted, source, plot_parts, spec, in_dir, n_images):
-    """The shared model's view (for its plots) and its document, in the format of
-    NAME.model.json so that ``segment apply -m shared.model.json`` reads it."""
-    view = _shared_view(*fitted, source, plot_parts, spec.options)
-    figures = _shared_figures(view, source)
-    stub = SimpleNamespace(path=in_dir, mode="", format="", frame=0)
-    doc = model_document(view, stub, spec.options, figures)
-    doc["input"] = {
+    """The :class:`SharedModel` and its document, in the format of NAME.model.json so that
+    ``segment apply -m shared.model.json`` reads it."""
+    options = spec.options
+    shared = SharedModel.of(fitted, source, plot_parts, options.space)
+    figures = _shared_figures(shared, source)
+    folder = {
         "folder": str(in_dir),
         "images": int(n_images),
         "streamed_frames": len(source.streamed),
         "pixels": figures["pixels"],
         "sample_per_image": spec.sample_per_image,
     }
-    return view, doc
+    doc = model_document(
+        shared.model,
+        input=folder,
+        options=options,
+        space=options.space,
+        xy=float(options.xy),
+        palette=shared.palette,
+        figures=figures,
+        selection=shared.selection,
+    )
+    return shared, doc
 
 
-def write_shared_model(seg, doc, out_dir, plots):
+def write_shared_model(shared, doc, out_dir, plots):
     paths = output_paths(out_dir, SHARED_STEM, plots=plots)
     if plots:
-        save_loglik_plot(seg, paths["loglik"], True)
-        save_density_plot(seg, paths["density"], True)
+        shared.save_plots(paths, True)
     write_json(paths["model"], doc, overwrite=True)  # last: its presence marks the set complete
     return paths["model"]
 

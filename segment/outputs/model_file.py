@@ -44,40 +44,48 @@ class ImageInfo:
         )
 
 
-def model_document(seg, image, options, figures):
-    """The content of NAME.model.json: parameters, options, history, figures (no timings,
-    so that the same command gives the same bytes)."""
-    m = seg.model
+def image_input(image, shape):
+    """The ``input`` part of an image's model file: the file, its size (H, W) and mode."""
+    return {
+        "path": str(image.path),
+        "width": int(shape[1]),
+        "height": int(shape[0]),
+        "mode": image.mode,
+        "format": image.format,
+        "frame": int(image.frame),
+    }
+
+
+def model_document(model, *, input, options, space, xy, palette, figures, selection=None):
+    """The content of NAME.model.json: the fitted ``model`` with the ``input`` it was fitted
+    to (a dict), the options, the features (colour ``space``, position weight ``xy``), the
+    palettes (``palette``: each component's colour, uint8), the history and the figures (no
+    timings, so that the same command gives the same bytes), and the BIC table when the
+    mixture was chosen among several."""
+    k = model.n_components
     return {
         "format": MODEL_FORMAT,
         "segment_version": __version__,
-        "input": {
-            "path": str(image.path),
-            "width": int(seg.data.shape[1]),
-            "height": int(seg.data.shape[0]),
-            "mode": image.mode,
-            "format": image.format,
-            "frame": int(image.frame),
-        },
+        "input": input,
         "options": options.to_dict(),
         "features": {
-            "space": seg.data.space,
-            "xy": seg.data.xy,
-            "names": [*FEATURE_NAMES[seg.data.space], *(("x", "y") if seg.data.xy else ())],
+            "space": space,
+            "xy": xy,
+            "names": [*FEATURE_NAMES[space], *(("x", "y") if xy else ())],
         },
         "labels": {
-            "dtype": np.dtype(label_dtype(seg.k)).name,
-            "transparent_label": transparent_label(seg.k),
+            "dtype": np.dtype(label_dtype(k)).name,
+            "transparent_label": transparent_label(k),
             "order": "components sorted from dark to light",
         },
         "palette": {
-            "segmented": segmented_palette(seg.k).tolist(),
-            "quantized": seg.quantized_palette.tolist(),
+            "segmented": segmented_palette(k).tolist(),
+            "quantized": palette.tolist(),
         },
         "summary": {k: v for k, v in figures.items() if k not in ("seconds", "outputs", "input")},
-        "history": [float(v) for v in m.history_],
-        "selection": None if seg.selection is None else seg.selection.to_dict(),
-        "gmm": m.to_dict(),
+        "history": [float(v) for v in model.history_],
+        "selection": None if selection is None else selection.to_dict(),
+        "gmm": model.to_dict(),
     }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from ..features import FEATURE_NAMES
 from ..soft import overlay, soft_maps
 from .files import write_json, write_labels_png, write_palette_png
-from .model_file import model_document, output_record, segmented_palette
+from .model_file import image_input, model_document, output_record, segmented_palette
 
 
 def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_model=True):
@@ -23,15 +23,34 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     del labels
     _write_soft(seg, paths, overwrite)
     if "loglik" in paths and len(getattr(seg.model, "history_", ())):
-        save_loglik_plot(seg, paths["loglik"], overwrite)
+        save_loglik_plot(seg.model, paths["loglik"], overwrite)
     if "density" in paths:
-        save_density_plot(seg, paths["density"], overwrite)
+        d = seg.data
+        save_density_plot(
+            seg.model,
+            paths["density"],
+            X=d.X,
+            rgb=d.rgb,
+            weight=d.weight,
+            space=d.space,
+            palette=seg.quantized_palette,
+            overwrite=overwrite,
+        )
     if "bic" in paths and seg.selection is not None:
         _plot_bic(seg.selection, paths["bic"], overwrite)
     if "em" in paths and getattr(seg, "recorder", None) is not None:
         save_animation(seg, paths["em"], overwrite)
     if write_model:
-        doc = model_document(seg, image, options, figures)
+        doc = model_document(
+            seg.model,
+            input=image_input(image, seg.data.shape),
+            options=options,
+            space=seg.data.space,
+            xy=seg.data.xy,
+            palette=seg.quantized_palette,
+            figures=figures,
+            selection=seg.selection,
+        )
         # What --resume checks before it trusts these outputs (see segment.batch.resume).
         doc["outputs"] = output_record(paths["model"])
         write_json(paths["model"], doc, overwrite=overwrite)
@@ -58,10 +77,11 @@ def _write_soft(seg, paths, overwrite):
             write_mask_png(path, labels == int(kind[4:]), overwrite=overwrite)
 
 
-def save_loglik_plot(seg, path, overwrite):
+def save_loglik_plot(model, path, overwrite):
+    """NAME.loglik.png: the EM objective of ``model`` per iteration."""
     from .plots import plot_loglik, save_figure
 
-    m = seg.model
+    m = model
     fig = plot_loglik(
         m.history_,
         reset_iterations=m.reset_iterations_,
@@ -80,15 +100,17 @@ def _plot_bic(selection, path, overwrite):
     save_figure(fig, path, overwrite=overwrite)
 
 
-def save_density_plot(seg, path, overwrite):
+def save_density_plot(model, path, *, X, rgb, weight, space, palette, overwrite):
+    """NAME.density.png: ``model`` over its feature rows ``X`` (coloured ``rgb``, weighted
+    by ``weight``), components in their ``palette`` colours."""
     from gmm import full_covariances
 
     from .plots import plot_density, save_figure
 
-    m, d = seg.model, seg.data
+    m = model
     K, D = m.means_.shape
     cov = full_covariances(m.covariance_type, m.covariances_, K, D)[:, :3, :3]
-    X, rgb, weight = d.X[:, :3], d.rgb, d.weight
+    X = X[:, :3]
     # Pixels missing a channel (NaN) have no point in a colour projection: they are shown
     # by the fitted density only.
     complete = ~np.isnan(X).any(axis=1)
@@ -101,8 +123,8 @@ def save_density_plot(seg, path, overwrite):
         m.means_[:, :3],
         cov,
         sample_colors=rgb,
-        component_colors=seg.quantized_palette / 255.0,
-        feature_names=FEATURE_NAMES[d.space],
+        component_colors=palette / 255.0,
+        feature_names=FEATURE_NAMES[space],
         sample_weight=weight,
     )
     save_figure(fig, path, overwrite=overwrite)
