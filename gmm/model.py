@@ -510,12 +510,10 @@ class GaussianMixture:
         )
 
     def iter_blocks(self, X):
-        """Responsibilities and log-likelihoods of the rows of ``X``, block by block.
-
-        The streaming form of :meth:`predict_proba` and :meth:`score_samples` in one pass, for
-        callers that reduce or write each block as it comes (smoothing responsibilities over
-        an image, mixing colours by them) without an (N, K) array. The blocks are the
-        E-step's, sized by ``chunk_mib``.
+        """Responsibilities and log-likelihoods of the rows of ``X``, block by block: the
+        streaming form of :meth:`predict_proba` and :meth:`score_samples` in one pass, for
+        callers that reduce or write each block as it comes (no (N, K) array). The blocks
+        are the E-step's, sized by ``chunk_mib``; BLAS keeps the caller's threads.
 
         Parameters
         ----------
@@ -527,16 +525,10 @@ class GaussianMixture:
         rows : slice
             The rows of ``X`` in this block.
         resp : ndarray (K, n)
-            Their responsibilities, components along the *first* axis, in the model's
-            dtype. A view of a buffer that the next block overwrites: use or copy it before
-            advancing (changing it in place is allowed).
+            Their responsibilities, components along the *first* axis, in the model's dtype:
+            a buffer that the next block overwrites (use or copy it before advancing).
         log_prob : ndarray (n,)
             log p(x) of the rows, likewise a reused buffer.
-
-        Notes
-        -----
-        BLAS runs with the caller's threads here (the limit of :meth:`predict` and friends
-        would also hold over the caller's work between blocks).
         """
         source = self._source(X)
         if not self._allow_nan():
