@@ -448,6 +448,9 @@ def _start_fork(job):
         os.dup2(stdin, 0)
         os.dup2(_open_std(job.get("stdout") or job["_out"]), 1)
         os.dup2(_open_std(job["_err"]), 2)
+        # As from a terminal: a driver started in the background (``cmd &`` in a script)
+        # has SIGINT ignored, which the children would otherwise inherit.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         code = _run_as_python_m(job)
     except BaseException:  # the child must never return into the driver's loop
         with contextlib.suppress(BaseException):
