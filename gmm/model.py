@@ -510,10 +510,9 @@ class GaussianMixture:
         )
 
     def iter_blocks(self, X):
-        """Responsibilities and log-likelihoods of the rows of ``X``, block by block: the
-        streaming form of :meth:`predict_proba` and :meth:`score_samples` in one pass, for
-        callers that reduce or write each block as it comes (no (N, K) array). The blocks
-        are the E-step's, sized by ``chunk_mib``; BLAS keeps the caller's threads.
+        """Responsibilities and log p(x) of the rows of ``X`` by E-step blocks (``chunk_mib``):
+        :meth:`predict_proba` and :meth:`score_samples` in one pass, for callers that reduce
+        or write each block as it comes (no (N, K) array; BLAS keeps the caller's threads).
 
         Parameters
         ----------
