@@ -331,12 +331,24 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_col
 
 
 def _uniform_subset(n, m, rng):
-    """``m`` distinct sorted indices of ``range(n)``, uniformly, without the permutation of
-    all n that ``Generator.choice(replace=False)`` makes when m is a sizeable fraction."""
-    draw = np.unique(rng.integers(0, n, size=m + m // 4 + 64))
-    while draw.size < m:  # rare: too many repeats
-        draw = np.union1d(draw, rng.integers(0, n, size=m))
-    return np.sort(rng.choice(draw, size=m, replace=False))
+    """``m`` distinct sorted indices of ``range(n)``, uniformly.
+
+    Indices are drawn with replacement into a bitmap of n flags until at least m are set
+    (O(m) draws; the flags cost n bytes, scanned in C), and the few above m are dropped at
+    random: every m-subset is equally likely, by symmetry. ``Generator.choice(replace=
+    False)`` would permute all n when m is a sizeable fraction of n, and sorting-based
+    deduplication costs O(m log m) per round.
+    """
+    chosen = np.zeros(n, dtype=bool)
+    count = 0
+    while count < m:
+        need = m - count
+        chosen[rng.integers(0, n, size=need + need // 8 + 64)] = True
+        count = int(np.count_nonzero(chosen))
+    idx = np.flatnonzero(chosen)
+    if len(idx) > m:
+        idx = np.delete(idx, rng.choice(len(idx), size=len(idx) - m, replace=False))
+    return idx
 
 
 #: Range of the colour features of each space, which scales the position features.

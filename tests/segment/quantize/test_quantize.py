@@ -410,18 +410,21 @@ def test_cli_quality_and_dither(tmp_path):
             "--quality",
             "25",
             "--dither",
+            "0.5",
+            "--figures",
             "--json",
         ],
     )
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
-    assert s["dither"] and s["target"]["psnr_db"] == 25 and s["search"]
+    assert s["dither"] == 0.5 and s["search"]
     assert s["ssim"] is not None and s["delta_e"] >= 0
     r = runner.invoke(
         app, ["quantize", str(src), "-o", str(tmp_path / "q2.png"), "--max-delta-e", "3"]
     )
     assert r.exit_code == 0 and "reached" in r.stdout and "ΔE=" in r.stdout
-    r = runner.invoke(
-        app, ["quantize", str(src), "-o", str(tmp_path / "q3.png"), "--quality", "-3"]
-    )
-    assert r.exit_code == 2 and "'--quality': -3 is not a PSNR in dB > 0" in r.stderr
+    for bad in ("-3", "0", "40-30", "nan"):
+        r = runner.invoke(
+            app, ["quantize", str(src), "-o", str(tmp_path / "q3.png"), "--quality", bad]
+        )
+        assert r.exit_code == 2 and "'--quality'" in r.stderr, (bad, r.output)
