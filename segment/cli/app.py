@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__, interrupts
+from .. import interrupts
 from . import apply, batch, binary, compare, fill, image, quantize
 from .common import FAILURES, fail, out_console
 from .streams import GuardedStream, StdoutError, silence_stdout, warning_as_note
@@ -26,6 +26,8 @@ app = typer.Typer(
 
 def _version(value: bool):
     if value:
+        from .. import __version__
+
         out_console.print(f"segment {__version__}")
         raise typer.Exit()
 
