@@ -39,21 +39,26 @@ def floyd_steinberg(pixels8, palette):
 
 def local_std(pixels8):
     """Standard deviation of luma (0–255) in the 3×3 window around each pixel (edge
-    pixels repeated beyond the border)."""
+    pixels repeated beyond the border); the window sums are separable (rows, then
+    columns)."""
     y = pixels8.astype(np.float32) @ _LUMA
-    H, W = y.shape
-    p = np.pad(y, 1, mode="edge")
-    s = np.zeros((H, W), np.float32)
-    s2 = np.zeros((H, W), np.float32)
-    for dy in range(3):
-        for dx in range(3):
-            v = p[dy : dy + H, dx : dx + W]
-            s += v
-            s2 += v * v
-    s /= 9.0
-    s2 /= 9.0
-    s2 -= s * s
-    return np.sqrt(np.maximum(s2, 0.0, out=s2), out=s2)
+
+    def box3(a):
+        p = np.pad(a, 1, mode="edge")
+        h = p[:, :-2] + p[:, 1:-1]
+        h += p[:, 2:]
+        v = h[:-2] + h[1:-1]
+        v += h[2:]
+        return v
+
+    m = box3(y)
+    m *= 1.0 / 9.0
+    y *= y
+    var = box3(y)
+    var *= 1.0 / 9.0
+    var -= m * m
+    np.maximum(var, 0.0, out=var)
+    return np.sqrt(var, out=var)
 
 
 def adaptive_dither(pixels8, palette, level, *, visible=None, nearest=None):
