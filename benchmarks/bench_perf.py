@@ -22,7 +22,12 @@ scikit-learn is run to at most 3 iterations (its time per iteration does not dep
 convergence); its fit+predict to convergence is estimated as (our iterations + 1) × its
 iteration time + one E-step, stated as such in the table.
 
+``--stages`` instead times the stages of ``segment image`` (defaults, all outputs) in one
+process per size: imports, decode, features (with the fitting sample), EM fit, labels,
+plots, other outputs, and the whole (``e2e/(fit+decode)``: the whole over EM fit + decode).
+
 Usage: python benchmarks/bench_perf.py [--sizes 0.25 2 12 24] [--skip-sklearn] [--json F]
+       python benchmarks/bench_perf.py --stages [--sizes 2 12 24]
 """
 
 import argparse
@@ -205,12 +210,81 @@ def end_to_end(mp, *extra):
     return {"s": wall, "peak_mb": peak}
 
 
+def stages(mp):
+    """``segment image`` (defaults, all outputs) in this process, its stages timed by
+    wrapping the functions the pipeline calls: imports, decode, features (with the fitting
+    sample), EM fit (with the polish passes), labels (smoothing, small regions), the two
+    plots, the rest of the outputs; and the whole run."""
+    import functools
+
+    t0 = time.perf_counter()
+    import segment.cli.app as cli_app
+
+    imports = time.perf_counter() - t0
+    import segment.fit as fit
+    import segment.outputs.segmentation as outputs
+    import segment.pipeline as pipeline
+
+    spent = {}
+
+    def timed(owner, name, label):
+        f = getattr(owner, name)
+
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
+
+        setattr(owner, name, wrapper)
+
+    timed(pipeline, "load_image", "decode")
+    timed(pipeline, "pixel_data", "features")
+    timed(fit, "fit_rows", "em_fit")
+    timed(fit.Segmentation, "label_image", "labels")
+    timed(outputs, "save_density_plot", "density_plot")
+    timed(outputs, "save_loglik_plot", "loglik_plot")
+    timed(pipeline, "write_segmentation", "outputs")
+    jpg = DATA / f"photo_{mp:g}mp.jpg"
+    t0 = time.perf_counter()
+    try:
+        cli_app.main(["image", str(jpg), "-o", str(DATA / f"out_{mp:g}"), "--overwrite", "-q"])
+    except SystemExit as exit_:
+        if exit_.code:
+            raise RuntimeError(f"segment image failed with status {exit_.code}") from None
+    run = time.perf_counter() - t0
+    plots = spent.get("density_plot", 0.0) + spent.get("loglik_plot", 0.0)
+    return {
+        "imports": imports,
+        **spent,
+        "other_outputs": spent.get("outputs", 0.0) - plots,
+        "run": run,
+        "total": imports + run,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=float, nargs="+", default=[0.25, 2, 12, 24])
     ap.add_argument("--skip-sklearn", action="store_true")
     ap.add_argument("--json", default=str(HERE / "results" / "bench_perf.json"))
+    ap.add_argument(
+        "--stages", action="store_true", help="only the stages of segment image (a table)"
+    )
     args = ap.parse_args()
+    if args.stages:
+        rows = []
+        for mp in args.sizes:
+            _files(mp)
+            r = run_isolated("bench_perf", "stages", mp)
+            r["MP"] = mp
+            r["e2e/(fit+decode)"] = r["total"] / (r["em_fit"] + r["decode"])
+            rows.append(r)
+            print_table([r], list(r))
+        print_table(rows, list(dict.fromkeys(c for r in rows for c in r)))
+        return
     rows = []
     for mp in args.sizes:
         _files(mp)

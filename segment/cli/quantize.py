@@ -12,7 +12,7 @@ import typer
 
 from ..errors import SegmentError
 from .common import err_console, fail, fmt_number, out_console, print_json
-from .params import JSON, MAX_PIXELS, OVERWRITE, QUIET, SEED
+from .params import JSON, MAX_PIXELS, OVERWRITE, QUIET, SEED, Space
 
 EXIT_STATUSES = "0 done, 1 error, 2 bad command line, 98 skipped (larger), 99 quality too low"
 
@@ -148,6 +148,14 @@ def quantize_cmd(
         bool,
         typer.Option("--figures", help="Also compute SSIM and the mean ΔE2000 (slower)."),
     ] = False,
+    space: Annotated[
+        Space,
+        typer.Option(
+            "--space",
+            help="rgb: the histogram quantiser; lab: the Gaussian-mixture palette fitted in "
+            "CIELAB (slower; one input, no pngquant options).",
+        ),
+    ] = Space.rgb,
     seed: SEED = 0,
     max_iter: Annotated[
         int | None,
@@ -176,6 +184,22 @@ def quantize_cmd(
     from ..quantize.files import OutputLarger, output_paths, quantize_file
     from ..quantize.quantizer import QualityTooLow, parse_quality, read_palette
 
+    if space == Space.lab:
+        _quantize_lab(
+            paths,
+            output,
+            k,
+            quality,
+            max_delta_e,
+            dither,
+            seed,
+            overwrite,
+            max_pixels,
+            quiet,
+            json_,
+            figures,
+        )
+        return
     try:
         q = parse_quality(quality)
         pal = read_palette(palette) if palette is not None else None
@@ -228,3 +252,45 @@ def quantize_cmd(
     if statuses:
         # An error outranks a refused quality, which outranks a skipped file.
         raise typer.Exit(1 if 1 in statuses else max(statuses))
+
+
+def _quantize_lab(
+    paths,
+    output,
+    k,
+    quality,
+    max_delta_e,
+    dither,
+    seed,
+    overwrite,
+    max_pixels,
+    quiet,
+    json_,
+    figures,
+):
+    """``--space lab``: the mixture palette of :mod:`segment.quantize.run` (one input)."""
+    from ..quantize.quantizer import parse_quality
+    from ..quantize.run import quantize_file
+    from .common import errors_to_exit
+
+    with errors_to_exit():
+        if len(paths) != 1 or output is None or output.suffix.lower() != ".png":
+            raise SegmentError("--space lab takes one input and -o OUTPUT.png.")
+        q = parse_quality(quality)
+        s = quantize_file(
+            paths[0],
+            output,
+            k=k,
+            quality=None if q is None else q[1],
+            max_delta_e=max_delta_e,
+            dither=dither > 0,
+            seed=seed,
+            space="lab",
+            overwrite=overwrite,
+            max_pixels=max_pixels,
+        )
+    s["dither"] = float(dither)
+    if json_:
+        print_json(s)
+    elif not quiet:
+        _print(s, True)

@@ -293,3 +293,22 @@ def test_uniform_subset_is_uniform_sorted_and_distinct():
         hits[_uniform_subset(10, 3, np.random.default_rng(s))] += 1
     # Each index is chosen with probability 3/10: 900 of 3000, sd about 25.
     assert np.all(np.abs(hits - 900) < 125)
+
+
+def test_local_std_equals_the_window_deviation():
+    from segment.quantize.diffusion import local_std
+
+    a = np.random.default_rng(0).integers(0, 256, (7, 9, 3)).astype(np.uint8)
+    y = a.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    p = np.pad(y, 1, mode="edge")
+    ref = np.array([[p[i : i + 3, j : j + 3].std() for j in range(9)] for i in range(7)])
+    np.testing.assert_allclose(local_std(a), ref, atol=1e-3)
+
+
+def test_lab_space_keeps_the_mixture_palette(tmp_path):
+    src = save(tmp_path / "p.png", photo_like(seed=10))
+    r = run(src, "--space", "lab", "-k", 4, "-o", tmp_path / "lab.png", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["k"] == 4 and (tmp_path / "lab.png").exists()
+    r = run(src, src, "--space", "lab", "-o", tmp_path / "d")
+    assert r.exit_code == 1 and "one input" in r.stderr
