@@ -12,7 +12,9 @@ only PNG, so every photo is first converted to a lossless RGB PNG). For K = 16, 
 
 Figures against the input, over all pixels: PSNR (dB), PSNR after a Gaussian blur of
 σ = 1 px of both images (what the eye integrates: dithering trades plain PSNR for it),
-SSIM (scikit-image, ``channel_axis=-1``), seconds, output bytes. The table gives the mean
+SSIM (scikit-image, ``channel_axis=-1``), wall seconds of the whole command, its CPU
+seconds (user + system of the child process: less disturbed by other work on a shared
+machine), output bytes. The table gives the mean
 over the photos per size class, and the ratios of our time to pngquant's.
 
 pngquant is a benchmark tool only (``pip install pngquant-cli``), not a dependency.
@@ -32,6 +34,7 @@ the synthetic M-MP photo of ``benchmarks/photos.py``.
 import argparse
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -135,19 +138,24 @@ def run(args):
                         continue
                     out = tmp / "out.png"
                     out.unlink(missing_ok=True)
-                    seconds = float("inf")
+                    seconds = cpu = float("inf")
                     for _ in range(args.repeat):
+                        u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                         t0 = time.perf_counter()
                         r = subprocess.run(
                             cmd, env=env, capture_output=True, text=True, check=False
                         )
                         seconds = min(seconds, time.perf_counter() - t0)
+                        u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                        used = u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime
+                        cpu = min(cpu, used)
                     if r.returncode != 0 or not out.exists():
                         print(f"{method} failed on {name}: {r.stderr.strip()[-300:]}")
                         continue
                     row = {"image": name, "mp": round(mp, 2), "k": k, "method": method}
                     row.update(_figures(ref, _rgb(out)))
                     row["seconds"] = seconds
+                    row["cpu_s"] = cpu
                     row["bytes"] = out.stat().st_size
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -168,7 +176,7 @@ def summary(rows):
     table = []
     for (cls, k, method), rs in groups.items():
         row = {"size": cls, "k": k, "method": method, "n": len(rs)}
-        for c in ("psnr", "blur_psnr", "ssim", "seconds", "bytes"):
+        for c in ("psnr", "blur_psnr", "ssim", "seconds", "cpu_s", "bytes"):
             row[c] = float(np.mean([r[c] for r in rs]))
         table.append(row)
     by = {(t["size"], t["k"], t["method"]): t for t in table}
@@ -178,6 +186,7 @@ def summary(rows):
         )
         if t["method"].startswith("ours") and ref:
             t["time_ratio"] = t["seconds"] / ref["seconds"]
+            t["cpu_ratio"] = t["cpu_s"] / ref["cpu_s"]
             t["dpsnr"] = t["psnr"] - ref["psnr"]
             t["dblur"] = t["blur_psnr"] - ref["blur_psnr"]
     return table
@@ -216,8 +225,10 @@ def main():
             "blur_psnr",
             "ssim",
             "seconds",
+            "cpu_s",
             "bytes",
             "time_ratio",
+            "cpu_ratio",
             "dpsnr",
             "dblur",
         ],
