@@ -3,7 +3,9 @@
 For each sample photo in ``images/`` and K = 4, 8, 16, 32, the palettes of
 
 - ``gmm``: the mixture's means as fitted (``segment quantize`` before the palette polish),
-- ``ours``: those means Lloyd-polished in RGB (what ``segment quantize -k K`` writes),
+- ``ours``: those means Lloyd-polished in RGB (the mixture palette),
+- ``histogram``: the histogram palette of ``segment quantize -k K`` (variance splits and
+  Lloyd iterations on the binned colour histogram, default ``--speed 4``),
 - ``mediancut`` / ``octree``: Pillow's ``Image.quantize(K, method=MEDIANCUT / FASTOCTREE)``,
 - ``kmeans``: scikit-learn's ``KMeans(K, n_init=4)`` on the same pixels (distinct colours
   weighted by their counts, which is k-means on all pixels),
@@ -34,9 +36,11 @@ from segment.imageio import load_image
 from segment.metrics import row_figures
 from segment.quantize.mapping import nearest_palette
 from segment.quantize.palette import fit_palette
+from segment.quantize.quantizer import Histogram
+from segment.quantize.quantizer import fit_palette as histogram_palette
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
-METHODS = ("gmm", "ours", "mediancut", "octree", "kmeans")
+METHODS = ("gmm", "ours", "histogram", "mediancut", "octree", "kmeans")
 
 
 def _pillow(path, k, method):
@@ -67,6 +71,10 @@ def palettes(path, data, k, seed=0):
         warnings.simplefilter("ignore")
         ours = fit_palette(data, k, seed=seed)
     yield "ours", ours.palette, time.perf_counter() - t
+    t = time.perf_counter()
+    pixels8 = np.asarray(Image.open(path).convert("RGB"))
+    hist = Histogram.of(pixels8)
+    yield "histogram", histogram_palette(hist, k, seed=seed), time.perf_counter() - t
     for name, method in (
         ("mediancut", Image.Quantize.MEDIANCUT),
         ("octree", Image.Quantize.FASTOCTREE),
