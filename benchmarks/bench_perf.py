@@ -218,7 +218,7 @@ def stages(mp):
     import functools
 
     t0 = time.perf_counter()
-    import segment.cli.app as cli_app
+    from segment.cli import main as cli_main
 
     imports = time.perf_counter() - t0
     import segment.fit as fit
@@ -250,7 +250,7 @@ def stages(mp):
     jpg = DATA / f"photo_{mp:g}mp.jpg"
     t0 = time.perf_counter()
     try:
-        cli_app.main(["image", str(jpg), "-o", str(DATA / f"out_{mp:g}"), "--overwrite", "-q"])
+        cli_main(["image", str(jpg), "-o", str(DATA / f"out_{mp:g}"), "--overwrite", "-q"])
     except SystemExit as exit_:
         if exit_.code:
             raise RuntimeError(f"segment image failed with status {exit_.code}") from None

@@ -60,10 +60,31 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _command_for(argv):
+    """The click command to run and its name: only the command named first on the command
+    line when there is one (building every command's parameters costs more start-up than
+    ``segment quantize`` spends on a small image), else the whole app."""
+    name = argv[0] if argv else None
+    info = next((c for c in app.registered_commands if c.name == name), None)
+    if info is None:
+        return typer.main.get_command(app), "segment"
+    single = typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="markdown",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    single.registered_commands.append(info)
+    return typer.main.get_command(single), f"segment {name}"
+
+
 def main(argv=None):
     """Entry point of the ``segment`` script: one line on stderr for any error, never a
     traceback; status 2 for usage errors, 1 for other failures, 130 when interrupted."""
-    command = typer.main.get_command(app)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command, prog = _command_for(argv)
+    if prog != "segment":
+        argv = argv[1:]
     # SIGTERM (kill, a scheduler's timeout) stops like Ctrl-C: temporary files are removed.
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _interrupt)
@@ -71,7 +92,7 @@ def main(argv=None):
     guarded = sys.stdout = GuardedStream(sys.stdout)
     warnings.showwarning = warning_as_note
     try:
-        result = command.main(args=argv, prog_name="segment", standalone_mode=False)
+        result = command.main(args=argv, prog_name=prog, standalone_mode=False)
         code = result if isinstance(result, int) else 0
         guarded.flush()  # now, not at exit: a full disk is one line, not a traceback
     except StdoutError as err:

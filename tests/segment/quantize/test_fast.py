@@ -312,3 +312,19 @@ def test_lab_space_keeps_the_mixture_palette(tmp_path):
     assert json.loads(r.stdout)["k"] == 4 and (tmp_path / "lab.png").exists()
     r = run(src, src, "--space", "lab", "-o", tmp_path / "d")
     assert r.exit_code == 1 and "one input" in r.stderr
+
+
+def test_entry_point_builds_only_the_command_named(tmp_path, capsys):
+    from segment.cli import main
+
+    src = save(tmp_path / "p.png", photo_like(seed=11))
+    with pytest.raises(SystemExit) as exit_:
+        main(["quantize", str(src), "-k", "4", "-o", str(tmp_path / "q.png"), "-q"])
+    assert exit_.value.code == 0 and (tmp_path / "q.png").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["quantize", "--bogus"])
+    assert exit_.value.code == 2
+    assert "see 'segment quantize --help'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["nonsense"])
+    assert exit_.value.code == 2 and "No such command" in capsys.readouterr().err
