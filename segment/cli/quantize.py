@@ -12,9 +12,20 @@ import typer
 
 from ..errors import SegmentError
 from .common import err_console, fail, fmt_number, out_console, print_json
-from .params import JSON, MAX_PIXELS, OVERWRITE, QUIET, SEED, Space
+from .params import JSON, MAX_PIXELS, OVERWRITE, QUIET, SEED, Space, number_check
 
 EXIT_STATUSES = "0 done, 1 error, 2 bad command line, 98 skipped (larger), 99 quality too low"
+
+
+def _quality_value(value):
+    """``--quality`` parsed at the command line: a bad value is a malformed command line
+    (status 2, the option named), as for every option value."""
+    from ..quantize.quantizer import parse_quality
+
+    try:
+        return parse_quality(value)
+    except SegmentError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 def _print(s, figures):
@@ -89,6 +100,7 @@ def quantize_cmd(
         str | None,
         typer.Option(
             "--quality",
+            callback=_quality_value,
             help="PSNR target in dB, MAX or MIN-MAX (pngquant's form; our scale is PSNR): "
             "the fewest colours reaching MAX; below MIN even with -k colours, nothing is "
             "written and the exit status is 99.",
@@ -99,7 +111,7 @@ def quantize_cmd(
         float | None,
         typer.Option(
             "--max-delta-e",
-            min=0.0,
+            callback=number_check("a finite colour difference", 0.0),
             help="Target mean colour difference (CIEDE2000 ΔE; about 1 is just noticeable): "
             "use the fewest colours that reach it.",
             show_default=False,
@@ -109,8 +121,7 @@ def quantize_cmd(
         float,
         typer.Option(
             "--dither",
-            min=0.0,
-            max=1.0,
+            callback=number_check("a dithering level", 0.0, 1.0),
             help="Error diffusion LEVEL 0–1, applied only in smooth areas (0: none; "
             "0.5 is a good start).",
         ),
@@ -182,7 +193,7 @@ def quantize_cmd(
     against the input (--figures adds SSIM and mean ΔE).
     """
     from ..quantize.files import OutputLarger, output_paths, quantize_file
-    from ..quantize.quantizer import QualityTooLow, parse_quality, read_palette
+    from ..quantize.quantizer import QualityTooLow, read_palette
 
     if space == Space.lab:
         _quantize_lab(
@@ -201,7 +212,7 @@ def quantize_cmd(
         )
         return
     try:
-        q = parse_quality(quality)
+        q = quality  # parsed by _quality_value
         pal = read_palette(palette) if palette is not None else None
         outs = output_paths(paths, output, ext)
     except SegmentError as err:
@@ -269,14 +280,13 @@ def _quantize_lab(
     figures,
 ):
     """``--space lab``: the mixture palette of :mod:`segment.quantize.run` (one input)."""
-    from ..quantize.quantizer import parse_quality
     from ..quantize.run import quantize_file
     from .common import errors_to_exit
 
     with errors_to_exit():
         if len(paths) != 1 or output is None or output.suffix.lower() != ".png":
             raise SegmentError("--space lab takes one input and -o OUTPUT.png.")
-        q = parse_quality(quality)
+        q = quality
         s = quantize_file(
             paths[0],
             output,

@@ -159,16 +159,13 @@ def search_k(hist, k_max, target_db, fit):
 
 
 def parse_quality(text):
-    """``"MIN-MAX"``, ``"MAX"`` or ``"-MAX"`` (PSNR in dB) → (min or None, max)."""
+    """``"MIN-MAX"`` or ``"MAX"`` (PSNR in dB) → (min or None, max)."""
     if text is None:
         return None
     raw = str(text).strip()
     lo, sep, hi = raw.partition("-")
     try:
-        if not sep:
-            lo, hi = None, float(lo)
-        else:
-            lo, hi = (float(lo) if lo.strip() else None), float(hi)
+        lo, hi = (None, float(lo)) if not sep else (float(lo), float(hi))
     except ValueError:
         raise SegmentError(
             f"--quality must be MAX or MIN-MAX in dB of PSNR (e.g. 35 or 30-40); got {raw!r}."

@@ -134,7 +134,8 @@ def test_lloyd_never_increases_the_error_and_psnr_is_exact():
 def test_quality_and_helpers():
     assert parse_quality("30-40") == (30.0, 40.0)
     assert parse_quality("35") == (None, 35.0)
-    assert parse_quality("-35") == (None, 35.0)
+    with pytest.raises(Exception, match="--quality"):
+        parse_quality("-35")
     for bad in ("40-30", "x", "0-3", "nan"):
         with pytest.raises(Exception, match="--quality"):
             parse_quality(bad)
