@@ -247,6 +247,11 @@ def quantize_file(
 
         f = image_figures(image.pixels, PaletteImage(indices, pal), visible)
         summary.update(ssim=f["ssim"], delta_e=f["delta_e"])
+        if f["ssim"] is None:  # undefined, and said why: never a bare dash or nan
+            notes.append(
+                "SSIM is undefined: it needs 7×7 windows with at least two visible pixels, "
+                "at least 3 pixels from the border."
+            )
     summary["seconds"] = time.perf_counter() - t0
     return summary
 

@@ -473,6 +473,7 @@ def test_quantize_ssim_ignores_what_transparent_pixels_hold(tmp_path):
                 "-k",
                 "4",
                 "--json",
+                "--figures",  # SSIM is computed on request only
                 "-o",
                 str(tmp_path / f"{n}.q.png"),
             ],
@@ -504,7 +505,7 @@ def test_batch_input_named_shared_keeps_clear_of_the_shared_model(tmp_path):
 
 def test_quantize_says_why_ssim_is_undefined(tmp_path):
     save(blocks(1, 1), tmp_path / "px.png")
-    argv = ["quantize", str(tmp_path / "px.png"), "-o", str(tmp_path / "q.png")]
+    argv = ["quantize", str(tmp_path / "px.png"), "-o", str(tmp_path / "q.png"), "--figures"]
     text, js = RT.run_jobs(
         [{"id": "t", "argv": argv}, {"id": "j", "argv": [*argv, "--json", "--overwrite"]}]
     )
