@@ -267,6 +267,30 @@ def _rand_precision_recall(t, s):
     return precision, recall, are, undefined
 
 
+def _rand_index_and_covering(t, s):
+    """Rand index (fraction of pixel pairs on which the two partitions agree) and the
+    segmentation covering of the truth by ``s`` (Arbelaez et al. 2011: each truth region
+    weighted by its size takes its best intersection-over-union with a segment), both
+    from the contingency table of the consecutive labels ``t`` and ``s``."""
+    n_pix = len(t)
+    ns = int(s.max()) + 1
+    joint, counts = np.unique(t * ns + s, return_counts=True)
+    ti, si = np.divmod(joint, ns)
+    counts = counts.astype(np.float64)
+    a = np.bincount(t).astype(np.float64)
+    b = np.bincount(s).astype(np.float64)
+    pairs = n_pix * (n_pix - 1) / 2.0
+    together_both = float((counts * (counts - 1)).sum()) / 2.0
+    together_t = float((a * (a - 1)).sum()) / 2.0
+    together_s = float((b * (b - 1)).sum()) / 2.0
+    rand = 1.0 if pairs == 0 else (pairs - together_t - together_s + 2 * together_both) / pairs
+    iou = counts / (a[ti] + b[si] - counts)
+    best = np.zeros(len(a))
+    np.maximum.at(best, ti, iou)
+    covering = float((a * best).sum() / n_pix)
+    return float(rand), covering
+
+
 def compare_labels(
     seg, truth, *, connected=False, ignore_label=None, ignore_mask=None, connectivity=1
 ):
@@ -295,7 +319,11 @@ def compare_labels(
         the pixel pairs ``seg`` puts together, the fraction ``truth`` does too),
         ``rand_recall`` (of the pairs ``truth`` puts together, the fraction ``seg`` does
         too): each None when it is undefined (a map that puts no two pixels together, e.g.
-        1×1 maps), with the reason in ``undefined`` (metric name → why); ``segments`` and
+        1×1 maps), with the reason in ``undefined`` (metric name → why); ``rand_index``
+        (fraction of pixel pairs on which the two agree; its mean over several truths is
+        the probabilistic Rand index, PRI; None for a single pixel), ``covering`` (the
+        segmentation covering of the truth: each truth region, weighted by its size,
+        takes its best intersection-over-union with a segment); ``segments`` and
         ``truth_segments`` (numbers of labels, of regions with ``connected``, among the
         pixels compared); ``pixels`` compared; ``ignored_pixels``; ``connected``.
 
@@ -333,6 +361,10 @@ def compare_labels(
     t = np.unique(truth[keep], return_inverse=True)[1].ravel()
     splits, merges = variation_of_information(t, s)
     precision, recall, are, undefined = _rand_precision_recall(t, s)
+    rand, covering = _rand_index_and_covering(t, s)
+    if len(t) < 2:
+        rand = None
+        undefined["rand_index"] = "a single pixel has no pairs"
     return {
         "variation_of_information": float(splits + merges),
         "false_splits": float(splits),
@@ -340,6 +372,8 @@ def compare_labels(
         "adapted_rand_error": are,
         "rand_precision": precision,
         "rand_recall": recall,
+        "rand_index": rand,
+        "covering": covering,
         "undefined": undefined,
         "segments": int(s.max()) + 1,
         "truth_segments": int(t.max()) + 1,

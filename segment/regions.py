@@ -260,3 +260,10 @@ def merge_similar_neighbours(labels, colours, threshold, *, n_labels, visible=No
     lut[:K] = mapping
     labels[...] = lut[labels]
     return labels, mapping
+
+
+def connected_regions(labels, n_labels, *, visible=None, connectivity=1):
+    """Connected regions of equal label, in strips of rows: ids (H, W) int32 numbered 1..n
+    (0 for invisible pixels, and for labels outside [0, n_labels)), and n."""
+    structure = ndimage.generate_binary_structure(2, connectivity)
+    return _regions(labels, n_labels, visible, structure)

@@ -1,0 +1,383 @@
+"""Greedy merging of adjacent regions by description length, and the hierarchy it forms.
+
+The input is an over-segmentation: connected regions (H, W) int32 numbered 1..n (0 = outside
+the image's visible pixels) and the features (H, W, D) of the pixels. Each region is carried
+by its sufficient statistics (pixel count, feature sum, sum of outer products), the regions
+by their adjacency graph with shared border lengths. The pair whose merge shortens the
+description the most (:func:`segment.coding.merge_gain`) is merged first, and so on while
+some merge shortens it (the default cut), or until ``n_regions`` regions are left (a cut of
+the same greedy hierarchy). Each merge costs O(degree · D³): a heap of every region's
+cheapest merge with lazy invalidation (versions), a union-find of the merges, statistics
+summed. No per-pixel array is made but the labels.
+"""
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from .coding import coding_length, merge_gain
+
+__all__ = ["MergeResult", "merge_regions", "region_borders", "region_statistics", "relabel"]
+
+
+def _row_blocks(H, W, pixels=1 << 20):
+    step = max(1, pixels // max(W, 1))
+    return [(a, min(H, a + step)) for a in range(0, H, step)]
+
+
+# =========================================================================================
+# Statistics and the adjacency graph
+# =========================================================================================
+
+
+def region_statistics(features, regions, n_regions):
+    """Sufficient statistics of every region.
+
+    Parameters
+    ----------
+    features : ndarray (H, W, D), or callable ``features(a, b) -> (b - a, W, D)``
+        The pixels' features (a callable computes the rows [a, b) on demand, so that the
+        features of a large image never exist all at once).
+    regions : ndarray (H, W) of ints
+        Region ids 1..n_regions; 0 = pixels left out.
+    n_regions : int
+
+    Returns
+    -------
+    n : ndarray (n_regions + 1,) float64
+        Pixel counts (entry 0: the pixels left out).
+    s : ndarray (n_regions + 1, D) float64
+        Feature sums.
+    q : ndarray (n_regions + 1, D, D) float64
+        Sums of the outer products of the features.
+    """
+    H, W = regions.shape
+    m = n_regions + 1
+    n = np.zeros(m)
+    s = q = None
+    for a, b in _row_blocks(H, W):
+        f = features(a, b) if callable(features) else features[a:b]
+        D = f.shape[-1]
+        if s is None:
+            s = np.zeros((m, D))
+            q = np.zeros((m, D, D))
+        r = regions[a:b].ravel()
+        f = f.reshape(-1, D).astype(np.float64)
+        n += np.bincount(r, minlength=m)
+        for d in range(D):
+            s[:, d] += np.bincount(r, weights=f[:, d], minlength=m)
+            for e in range(d, D):
+                q[:, d, e] += np.bincount(r, weights=f[:, d] * f[:, e], minlength=m)
+    for d in range(s.shape[1]):
+        for e in range(d):
+            q[:, d, e] = q[:, e, d]
+    return n, s, q
+
+
+def region_borders(regions, n_regions):
+    """Adjacent region pairs (4-neighbours) and their shared border lengths in pixel edges.
+
+    Returns
+    -------
+    a, b : ndarray (E,) int64
+        Region ids, a < b, both > 0.
+    length : ndarray (E,) int64
+    """
+    H, W = regions.shape
+    keys, counts = [], []
+    for lo, hi in _row_blocks(H, W):
+        block = regions[lo:hi]
+        below = regions[lo + 1 : min(H, hi + 1)]
+        for u, v in ((block[:, 1:], block[:, :-1]), (block[: below.shape[0]], below)):
+            sel = (u != v) & (u > 0) & (v > 0)
+            if sel.any():
+                x, y = u[sel].astype(np.int64), v[sel].astype(np.int64)
+                k, c = np.unique(
+                    np.minimum(x, y) * (n_regions + 1) + np.maximum(x, y), return_counts=True
+                )
+                keys.append(k)
+                counts.append(c)
+    if not keys:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e.copy(), e.copy()
+    k, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    length = np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
+    a, b = np.divmod(k, n_regions + 1)
+    return a, b, length
+
+
+# =========================================================================================
+# Greedy merging
+# =========================================================================================
+
+
+@dataclass
+class MergeResult:
+    """Outcome of :func:`merge_regions`.
+
+    Attributes
+    ----------
+    mapping : ndarray (n_regions + 1,) int64
+        Final label 0..n_final-1 of every initial region (entry 0, the pixels left out: -1).
+    n_final : int
+    merges : ndarray (m, 2) int64
+        Regions merged, in order (the second joins the first).
+    gains : ndarray (m,) float64
+        ΔL (bits) of each merge.
+    pre : int
+        How many of the first merges removed speckle (under ``pre_size``).
+    greedy : int
+        How many merges followed, best first (the rest clean up small regions).
+    """
+
+    mapping: np.ndarray
+    n_final: int
+    merges: np.ndarray
+    gains: np.ndarray
+    pre: int
+    greedy: int
+
+
+class _Graph:
+    """Regions' statistics, adjacency and coding lengths while they merge.
+
+    The heap holds one entry per region: its cheapest merge (gain, partner). An entry is
+    stale when the region has changed or its best merge was recomputed since (versions);
+    a region whose best partner merged away is recomputed at once, so a current entry
+    always names a live partner. The heap stays O(regions) however many neighbours a
+    large region collects.
+    """
+
+    def __init__(self, n, s, q, edges, eps, boundary_bits, weight):
+        self.n, self.s, self.q = n.copy(), s.copy(), q.copy()
+        self.eps, self.bb, self.weight = eps, boundary_bits, weight
+        m = len(n)
+        self.alive = n > 0
+        self.alive[0] = False
+        self.version = np.zeros(m, dtype=np.int64)
+        self.own = np.zeros(m)
+        live = np.flatnonzero(self.alive)
+        if len(live):
+            self.own[live] = coding_length(n[live], s[live], q[live], eps, weight=weight)
+        self.nb = [dict() for _ in range(m)]
+        a, b, length = edges
+        for x, y, c in zip(a.tolist(), b.tolist(), length.tolist(), strict=True):
+            self.nb[x][y] = c
+            self.nb[y][x] = c
+        self.best_gain = np.full(m, np.inf)
+        self.best_with = np.full(m, -1, dtype=np.int64)
+        self.dirty = np.zeros(m, dtype=bool)
+        self.heap = []
+        self.count = int(self.alive.sum())
+        self.merges, self.gains = [], []
+
+    def start_heap(self):
+        """Every live region's cheapest merge, computed for all pairs at once."""
+        pairs = [(x, y, c) for x in np.flatnonzero(self.alive).tolist()
+                 for y, c in self.nb[x].items() if x < y]  # fmt: skip
+        if not pairs:
+            return
+        a, b, length = (np.array(v) for v in zip(*pairs, strict=True))
+        gains = merge_gain(
+            self.n, self.s, self.q, a, b, length, self.eps, self.bb,
+            weight=self.weight, own=self.own,
+        )  # fmt: skip
+        # The pairs sorted by gain (ties by ids): the first hit of a region is its best.
+        order = np.lexsort((b, a, gains))
+        for ends, other in ((a, b), (b, a)):
+            first = np.unique(ends[order], return_index=True)[1]
+            idx = order[first]
+            r = ends[idx]
+            better = gains[idx] < self.best_gain[r]
+            self.best_gain[r[better]] = gains[idx][better]
+            self.best_with[r[better]] = other[idx][better]
+        self.heap = [
+            (float(self.best_gain[r]), int(r), int(self.version[r]))
+            for r in np.flatnonzero(self.best_with >= 0)
+        ]
+        heapq.heapify(self.heap)
+
+    def gains_with(self, i, others):
+        others = np.fromiter(others, dtype=np.int64, count=len(others))
+        nbi = self.nb[i]
+        border = np.fromiter((nbi[k] for k in others.tolist()), dtype=np.float64, count=len(others))
+        idx = np.full(len(others), i)
+        g = merge_gain(
+            self.n, self.s, self.q, idx, others, border, self.eps, self.bb,
+            weight=self.weight, own=self.own,
+        )  # fmt: skip
+        return others, g
+
+    def _set_best(self, r, gain, partner):
+        self.dirty[r] = False
+        self.best_gain[r] = gain
+        self.best_with[r] = partner
+        self.version[r] += 1
+        if partner >= 0:
+            heapq.heappush(self.heap, (gain, r, int(self.version[r])))
+
+    def _recompute(self, r):
+        if not self.nb[r]:
+            self._set_best(r, np.inf, -1)
+            return
+        others, g = self.gains_with(r, sorted(self.nb[r]))
+        best = int(np.argmin(g))
+        self._set_best(r, float(g[best]), int(others[best]))
+
+    def merge(self, i, j, gain, push=True):
+        """j joins i (or i joins j: the region with more neighbours survives)."""
+        if len(self.nb[j]) > len(self.nb[i]):
+            i, j = j, i
+        self.n[i] += self.n[j]
+        self.s[i] += self.s[j]
+        self.q[i] += self.q[j]
+        self.own[i] = coding_length(
+            self.n[i : i + 1], self.s[i : i + 1], self.q[i : i + 1], self.eps, weight=self.weight
+        )[0]
+        self.alive[j] = False
+        ni = self.nb[i]
+        ni.pop(j, None)
+        for k, c in self.nb[j].items():
+            if k == i:
+                continue
+            ni[k] = ni.get(k, 0) + c
+            nk = self.nb[k]
+            nk.pop(j, None)
+            nk[i] = ni[k]
+        self.nb[j] = {}
+        self.version[j] += 1
+        self.count -= 1
+        self.merges.append((i, j))
+        self.gains.append(gain)
+        if not push:
+            return i
+        if not ni:
+            self._set_best(i, np.inf, -1)
+            return i
+        others, g = self.gains_with(i, sorted(ni))
+        best = int(np.argmin(g))
+        self._set_best(i, float(g[best]), int(others[best]))
+        for k, gk in zip(others.tolist(), g.tolist(), strict=True):
+            partner = self.best_with[k]
+            if gk < self.best_gain[k] or (gk == self.best_gain[k] and not self.dirty[k]):
+                self._set_best(k, gk, i)
+            elif partner == i or partner == j:
+                # k's cheapest merge got dearer: its old gain is a lower bound of the new
+                # best (no other pair of k changed). Queue k at that bound; it is
+                # recomputed when it comes up, before any merge dearer than the bound.
+                self.dirty[k] = True
+                self.best_with[k] = -2
+                self.version[k] += 1
+                heapq.heappush(self.heap, (float(self.best_gain[k]), k, int(self.version[k])))
+        return i
+
+    def greedy(self, n_target):
+        """Merge best-first while a merge shortens the description (``n_target`` None) or
+        until ``n_target`` regions are left."""
+        heap = self.heap
+        while heap and (n_target is None or self.count > n_target):
+            gain, r, v = heap[0]
+            if n_target is None and gain >= 0:
+                break
+            heapq.heappop(heap)
+            if not self.alive[r] or v != self.version[r]:
+                continue
+            if self.dirty[r]:
+                self._recompute(r)
+                continue
+            self.merge(r, int(self.best_with[r]), gain)
+
+    def cleanup(self, min_size):
+        """Regions under ``min_size`` pixels join the neighbour that costs the fewest bits,
+        smallest first."""
+        small = [(self.n[r], r) for r in np.flatnonzero(self.alive) if self.n[r] < min_size]
+        heapq.heapify(small)
+        while small:
+            size, r = heapq.heappop(small)
+            if not self.alive[r] or size != self.n[r] or not self.nb[r]:
+                continue
+            others, g = self.gains_with(r, sorted(self.nb[r]))
+            best = int(np.argmin(g))
+            keep = self.merge(r, int(others[best]), float(g[best]), push=False)
+            if self.n[keep] < min_size:
+                heapq.heappush(small, (self.n[keep], keep))
+
+
+def merge_regions(
+    n, s, q, edges, *, eps, boundary_bits, weight=1.0, n_regions=None, min_size=0, pre_size=0
+):
+    """Merge adjacent regions greedily by description length.
+
+    Parameters
+    ----------
+    n, s, q : ndarrays
+        Region statistics from :func:`region_statistics` (entry 0 is left out).
+    edges : (a, b, length)
+        From :func:`region_borders`.
+    eps : float
+        Coding distortion (:func:`segment.coding.coding_length`).
+    boundary_bits : float
+        Bits per pixel of border.
+    weight : float
+        Pixel weight (resolution normalisation).
+    n_regions : int, optional
+        Merge until this many regions are left (a cut of the hierarchy); by default merge
+        while the description gets shorter, then clean up regions under ``min_size``.
+    min_size : float
+        Smallest region (pixels) of the default cut.
+    pre_size : float
+        Regions under this many pixels first join their cheapest neighbour, smallest first
+        (speckle of the over-segmentation; much cheaper than best-first merging).
+
+    Returns
+    -------
+    MergeResult
+    """
+    if n_regions is not None and n_regions < 1:
+        raise ValueError(f"n_regions must be at least 1; got {n_regions}.")
+    g = _Graph(n, s, q, edges, eps, boundary_bits, weight)
+    if pre_size > 0:
+        g.cleanup(pre_size)
+    pre = len(g.merges)
+    g.start_heap()
+    g.greedy(n_regions)
+    greedy = len(g.merges) - pre
+    if n_regions is None and min_size > 0:
+        g.cleanup(min_size)
+    m = len(n)
+    parent = np.arange(m, dtype=np.int64)
+    for i, j in g.merges:  # j joined i: i is always a root when it absorbs j
+        parent[j] = i
+    while True:
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            break
+        parent = nxt
+    roots = np.flatnonzero(g.alive)
+    final = np.full(m, -1, dtype=np.int64)
+    final[roots] = np.arange(len(roots))
+    mapping = final[parent]
+    mapping[0] = -1
+    mapping[n <= 0] = -1
+    return MergeResult(
+        mapping=mapping,
+        n_final=len(roots),
+        merges=np.array(g.merges, dtype=np.int64).reshape(-1, 2),
+        gains=np.array(g.gains, dtype=np.float64),
+        pre=pre,
+        greedy=greedy,
+    )
+
+
+def relabel(regions, mapping, *, out_dtype=np.int32, fill=-1, out=None):
+    """Final labels (H, W) = ``mapping[regions]``, block by block of rows; pixels of region
+    0 get ``fill``."""
+    H, W = regions.shape
+    lut = mapping.astype(out_dtype, copy=True)
+    lut[0] = fill
+    if out is None:
+        out = np.empty((H, W), dtype=out_dtype)
+    for a, b in _row_blocks(H, W):
+        out[a:b] = lut[regions[a:b]]
+    return out
