@@ -32,12 +32,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from PIL import Image as PILImage  # noqa: E402
+import numpy as np
+from PIL import Image as PILImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from segment.metrics import compare_labels  # noqa: E402
+from segment.metrics import compare_labels
 
 METHODS = ("ours", "release", "felzenszwalb", "slic", "gmm")
 
@@ -53,9 +53,9 @@ def ours(img, settings):
 
 def release(img, settings):
     from segment.features import pixel_data
+    from segment.fit import fit_data
     from segment.imageio.image import Image
     from segment.options import FitOptions
-    from segment.fit import fit_data
 
     im = Image(
         pixels=img, alpha=None, path=Path("bsds"), format="JPEG", mode="RGB", frame=0, n_frames=1

@@ -139,9 +139,9 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
     from pathlib import Path
 
     from .features import pixel_data
+    from .fit import fit_data
     from .imageio.image import Image
     from .options import FitOptions
-    from .fit import fit_data
 
     unknown = set(settings) - set(DEFAULTS)
     if unknown:
