@@ -16,6 +16,7 @@ from .errors import SegmentError
 from .features import PixelData, pixel_data
 from .labels import pixel_labels, smoothed_labels
 from .memory import release_free_memory
+from .mdl import describe_regions, region_features
 from .metrics import labels_psnr, psnr
 from .options import FitOptions
 from .outputs.files import label_dtype, transparent_label
@@ -36,6 +37,7 @@ class Segmentation:
     _pixel_totals: dict = field(default_factory=dict)  # log-likelihood met while labelling
     selection: object = None  # gmm.Selection when k was chosen by BIC
     recorder: object = None  # EMRecorder of the fit's iterations, for NAME.em.gif
+    n_regions: int | None = None  # regions after merging by description length
 
     @property
     def k(self):
@@ -78,7 +80,10 @@ class Segmentation:
                 merge_similar_neighbours(
                     labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
                 )
-            if self.min_region > 1 and self.k > 1:
+            if self.options.merges_regions and self.k > 1:
+                release_free_memory()
+                self._describe(labels)
+            elif self.min_region > 1 and self.k > 1:
                 release_free_memory()
                 merge_small_regions(
                     labels, self.min_region, n_labels=self.k, visible=self.data.visible
@@ -86,9 +91,32 @@ class Segmentation:
             self._labels = labels
         return self._labels
 
+    def _describe(self, labels):
+        """Merge the connected regions of ``labels`` by description length, in place; each
+        merged region takes the component covering most of it (:mod:`segment.mdl`)."""
+        features = region_features(self.data.strip_rgb, self.data.shape)
+        visible = self.data.visible
+        n_visible = self.data.n_pixels
+        _, result = describe_regions(
+            labels,
+            self.k,
+            features,
+            visible=visible,
+            min_size=self.min_region / max(n_visible, 1),
+            n_regions=self.options.regions,
+            components=True,
+            out=labels,
+        )
+        self.n_regions = result.n_final
+
     def psnr(self):
         """PSNR (dB) of the quantised image that is written (each pixel its label's colour)."""
-        if self.data.deduplicated and self.smooth == 0 and self.min_region <= 1:
+        if (
+            self.data.deduplicated
+            and self.smooth == 0
+            and self.min_region <= 1
+            and not self.options.merges_regions
+        ):
             approx = self.quantized_palette[self.row_labels].astype(np.float64) / 255.0
             return psnr(self.data.rgb, approx, self.data.weight)
         return labels_psnr(self.data, self.label_image(), self.quantized_palette)
@@ -329,6 +357,7 @@ def figures_of(seg):
     loglik, bic = seg.loglik_and_bic()
     return {
         "k": int(seg.k),
+        "regions": seg.n_regions,
         "covariance_type": m.covariance_type,
         "iterations": int(m.n_iter_),
         "converged": bool(m.converged_),

@@ -26,7 +26,7 @@ from .regions import connected_regions
 __all__ = ["DEFAULTS", "describe_regions", "region_features", "segment_regions"]
 
 #: Pixels of the reference image size at which the coding constants are set (a BSDS
-#: photo, 481 × 321): any image is coded as if it had that many pixels.
+#: photo, 481 × 321): a larger image is coded as if it had that many pixels.
 REFERENCE_PIXELS = 481 * 321
 
 #: Default settings (chosen on BSDS500 train; see the issue note).
@@ -34,12 +34,13 @@ DEFAULTS = dict(
     k=8,
     mixture_space="lab",
     smooth=None,
-    eps=8.0,
-    boundary_bits=2.0,
+    eps=16.0,
+    boundary_bits=16.0,
     texture=0.0,
     texture_sigma=2.0,
     min_size=0.002,
-    pre_size=1e-4,
+    pre_size=3e-4,
+    components=False,
 )
 
 
@@ -80,6 +81,7 @@ def describe_regions(
     min_size=DEFAULTS["min_size"],
     pre_size=DEFAULTS["pre_size"],
     n_regions=None,
+    components=False,
     out=None,
 ):
     """Merge the connected regions of ``labels`` by description length.
@@ -103,20 +105,27 @@ def describe_regions(
         neighbour before the best-first merging.
     n_regions : int, optional
         Cut the hierarchy at this many regions instead (no small-region clean-up).
-    out : ndarray (H, W) int32, optional
-        Where to write the labels (may be ``labels`` itself if int32).
+    components : bool, default False
+        Label each final region with the label of ``labels`` that covers most of it
+        (so that a region keeps a mixture component's colour and number), instead of
+        numbering the regions.
+    out : ndarray (H, W), optional
+        Where to write the labels (may be ``labels`` itself).
 
     Returns
     -------
-    labels : ndarray (H, W) int32
-        Region labels 0..R-1 (-1 outside ``visible``).
+    labels : ndarray (H, W) int32 (or ``out``)
+        Region labels 0..R-1, or component labels with ``components`` (-1 outside
+        ``visible``, or ``out``'s own values there).
     result : segment.hierarchy.MergeResult
     """
     regions, n = connected_regions(labels, n_labels, visible=visible)
     stats = region_statistics(features, regions, n)
     edges = region_borders(regions, n)
     visible_pixels = float(stats[0][1:].sum())
-    weight = REFERENCE_PIXELS / max(visible_pixels, 1.0)
+    # Larger images are coded as if they had the reference size; smaller ones as they are
+    # (weighting their pixels up would pretend to more evidence than they hold).
+    weight = min(1.0, REFERENCE_PIXELS / max(visible_pixels, 1.0))
     result = merge_regions(
         *stats,
         edges,
@@ -127,7 +136,38 @@ def describe_regions(
         min_size=min_size * visible_pixels,
         pre_size=pre_size * visible_pixels,
     )
-    return relabel(regions, result.mapping, out=out), result
+    mapping = result.mapping
+    if components:
+        mapping = _dominant_label(labels, regions, n, stats[0], mapping, result.n_final, n_labels)
+    if out is not None and visible is not None:
+        # Pixels outside ``visible`` keep their value in ``out``.
+        lut = np.append(mapping, -1).astype(np.int64)
+        H, W = regions.shape
+        step = max(1, (1 << 20) // max(W, 1))
+        for a in range(0, H, step):
+            r = regions[a : a + step]
+            inside = r > 0
+            out[a : a + step][inside] = lut[r[inside]]
+        return out, result
+    return relabel(regions, mapping, out=out), result
+
+
+def _dominant_label(labels, regions, n, sizes, mapping, n_final, n_labels):
+    """Map initial region -> label of ``labels`` covering most of its final region."""
+    label_of = np.zeros(n + 1, dtype=np.int64)
+    H, W = regions.shape
+    step = max(1, (1 << 20) // max(W, 1))
+    for a in range(0, H, step):
+        r = regions[a : a + step]
+        inside = r > 0
+        label_of[r[inside]] = labels[a : a + step][inside]
+    live = np.flatnonzero(mapping >= 0)
+    table = np.zeros((n_final, n_labels))
+    np.add.at(table, (mapping[live], label_of[live]), sizes[live])
+    best = np.argmax(table, axis=1) if n_final else np.zeros(0, dtype=np.int64)
+    out = np.full(n + 1, -1, dtype=np.int64)
+    out[live] = best[mapping[live]]
+    return out
 
 
 def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings):
@@ -162,6 +202,7 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
         space=opts["mixture_space"],
         smooth=opts["smooth"],
         min_region=0,
+        regions=0,
         seed=seed,
     )
     with warnings.catch_warnings():
@@ -184,6 +225,7 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
         min_size=opts["min_size"],
         pre_size=opts["pre_size"],
         n_regions=n_regions,
+        components=opts["components"],
     )
     return out
 

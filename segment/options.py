@@ -21,10 +21,10 @@ class FitOptions:
     The defaults are those of ``segment image`` (whose options take them from here).
     """
 
-    k: int = 10
+    k: int = 8
     covariance_type: str = "full"
-    space: str = "rgb"
-    xy: float = 1.0
+    space: str = "lab"
+    xy: float = 0.0
     seed: int = 0
     max_iter: int = 100
     tol: float = 1e-3
@@ -39,6 +39,7 @@ class FitOptions:
     polish: int = 2
     merge: float = 0.0
     k_range: tuple | None = None
+    regions: int | None = None
 
     def validate(self):
         """Check every field; return self, or raise SegmentError with a one-line message."""
@@ -106,6 +107,10 @@ class FitOptions:
             f"sample must be 0 (no sampling) or at least 1000 pixels; got {self.sample}.",
         )
         _check(
+            self.regions is None or (isinstance(self.regions, int) and self.regions >= 0),
+            f"regions must be auto, off (0) or a whole number >= 1; got {self.regions}.",
+        )
+        _check(
             isinstance(self.polish, int) and 0 <= self.polish <= 100,
             f"polish must be a number of passes from 0 to 100; got {self.polish}.",
         )
@@ -139,10 +144,20 @@ class FitOptions:
             return float(self.smooth)
         return max(1.0, float(np.hypot(*shape)) / 600.0)
 
+    @property
+    def merges_regions(self):
+        """Whether the mixture's regions are merged by description length (the default;
+        ``regions=0`` keeps the mixture's own labels)."""
+        return self.regions != 0
+
     def min_region_pixels(self, shape):
-        """Smallest region kept, in pixels: the option, or by default 1/100 of the image."""
+        """Smallest region kept, in pixels: the option, or by default 1/100 of the image
+        (1/500 when regions are merged by description length: the merging has already
+        removed what is not worth a region)."""
         if self.min_region is not None:
             return int(self.min_region)
+        if self.merges_regions:
+            return max(1, int(shape[0] * shape[1] / 500))
         return max(1, int(shape[0] * shape[1] / 100))
 
     def to_dict(self):

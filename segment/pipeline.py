@@ -197,6 +197,7 @@ def apply_file(
         loglik, bic = seg.loglik_and_bic()
         return seg, {
             "k": int(seg.k),
+            "regions": seg.n_regions,
             "log_likelihood": loglik,
             "bic": bic,
             "psnr_db": psnr_db,

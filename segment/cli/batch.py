@@ -28,6 +28,7 @@ from .params import (
     MAX_PIXELS,
     MEMORY,
     MERGE,
+    REGIONS,
     MIN_REGION,
     OUT_DIR,
     OVERWRITE,
@@ -43,6 +44,7 @@ from .params import (
     TOL,
     fit_options,
     number_check,
+    parse_regions,
 )
 
 XY = Annotated[
@@ -228,6 +230,7 @@ def batch_cmd(
     smooth: SMOOTH = DEFAULT["smooth"],
     min_region: MIN_REGION = DEFAULT["min_region"],
     merge: MERGE = DEFAULT["merge"],
+    regions: REGIONS = DEFAULT["regions"],
     sample: SAMPLE = DEFAULT["sample"],
     memory_mib: MEMORY = DEFAULT["memory_mib"],
     plots: PLOTS = DEFAULT["plots"],
@@ -274,6 +277,7 @@ def batch_cmd(
         min_region=min_region,
         sample=sample,
         merge=merge,
+        regions=parse_regions(regions),
     )
     with errors_to_exit(), _events(quiet) as events:
         result = run_batch(

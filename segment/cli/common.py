@@ -79,6 +79,8 @@ def _print_summary(s):
         f"[bold]{s['input']}[/bold]" + (f" frame {s['frame']}" if s.get("frame") else ""),
         f"k={s['k']}",
     ]
+    if s.get("regions") is not None:
+        parts.append(f"{s['regions']} regions")
     if "iterations" in s:
         parts.append(f"{s['iterations']} iterations ({conv})")
     parts += [

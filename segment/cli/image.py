@@ -18,6 +18,7 @@ from .params import (
     MAX_PIXELS,
     MEMORY,
     MERGE,
+    REGIONS,
     MIN_REGION,
     OUT_DIR,
     OVERWRITE,
@@ -33,6 +34,7 @@ from .params import (
     TOL,
     XY,
     fit_options,
+    parse_regions,
 )
 
 EPILOG = (
@@ -61,6 +63,7 @@ def image_cmd(
     smooth: SMOOTH = DEFAULT["smooth"],
     min_region: MIN_REGION = DEFAULT["min_region"],
     merge: MERGE = DEFAULT["merge"],
+    regions: REGIONS = DEFAULT["regions"],
     sample: SAMPLE = DEFAULT["sample"],
     memory_mib: MEMORY = DEFAULT["memory_mib"],
     plots: PLOTS = DEFAULT["plots"],
@@ -105,6 +108,7 @@ def image_cmd(
         min_region=min_region,
         sample=sample,
         merge=merge,
+        regions=parse_regions(regions),
     )
 
     def work(path, stem, on_iteration):

@@ -75,6 +75,7 @@ DEFAULT = {
     "smooth": FIT_DEFAULTS.smooth,
     "min_region": FIT_DEFAULTS.min_region,
     "merge": FIT_DEFAULTS.merge,
+    "regions": "auto",
     "sample": FIT_DEFAULTS.sample,
     "memory_mib": FIT_DEFAULTS.chunk_mib,
     "out_dir": Path("segmented"),
@@ -262,6 +263,33 @@ MERGE = Annotated[
         "(e.g. 8), for surfaces that position features split; 0 = off.",
     ),
 ]
+
+
+REGIONS = Annotated[
+    str,
+    typer.Option(
+        "--regions",
+        help="Merge the mixture's connected regions while that shortens the description of "
+        "the image (bits of each region's pixels under its own Gaussian plus bits of the "
+        "borders): 'auto' stops by itself, N cuts the same merge hierarchy at N regions, "
+        "'off' keeps the mixture's labels (plain colour clustering, e.g. with --xy 0 -k 6).",
+    ),
+]
+
+
+def parse_regions(value):
+    """'auto' -> None, 'off' -> 0, 'N' -> N (>= 1); anything else: one line, status 2."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if text in ("off", "0"):
+        return 0
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise typer.BadParameter(
+        f"expected auto, off or a whole number of regions >= 1; got {value!r}.",
+        param_hint="--regions",
+    )
 
 
 SAMPLE = Annotated[
