@@ -15,8 +15,8 @@ from .color import features_to_rgb, rgb_to_lab, rgb_to_uint8
 from .errors import SegmentError
 from .features import PixelData, pixel_data
 from .labels import pixel_labels, smoothed_labels
-from .memory import release_free_memory
 from .mdl import describe_regions, region_features
+from .memory import release_free_memory
 from .metrics import labels_psnr, psnr
 from .options import FitOptions
 from .outputs.files import label_dtype, transparent_label
