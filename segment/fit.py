@@ -273,6 +273,7 @@ def fit_rows(
                     f"BIC chose k={selection.chosen[0]}, {selection.chosen[1]} covariances "
                     f"(k from {ks[0]} to {ks[-1]})."
                 )
+                notes += _selection_notes(selection, ks)
             else:
                 model = gmm.GaussianMixture(
                     ks[0],
@@ -290,6 +291,25 @@ def fit_rows(
             raise SegmentError(f"{where}: cannot fit the mixture: {err}") from None
     notes += collect_notes(caught)
     return sort_components(model, options.space), notes, selection
+
+
+def _selection_notes(selection, ks):
+    """Say when the criterion still improves at an edge of the range of k (the choice is
+    then the edge, not a minimum), and what ICL would choose among the same fits."""
+    notes = []
+    k, cov = selection.chosen
+    if len(ks) > 1 and k in (ks[0], ks[-1]):
+        side = "top" if k == ks[-1] else "bottom"
+        notes.append(
+            f"BIC is still improving at k={k}, the {side} of the range {ks[0]}:{ks[-1]}: "
+            "that is an edge, not a minimum (on 10^5 pixels and more BIC keeps adding "
+            "components; widen the range, or use --regions to merge regions instead)."
+        )
+    rows = [r for r in selection.table if r["covariance_type"] == cov]
+    if rows:
+        icl = min(rows, key=lambda r: r["icl"])["k"]
+        notes.append(f"ICL would choose k={icl} among the same fits.")
+    return notes
 
 
 def _distinct_rows(data, k):
