@@ -40,6 +40,21 @@ def _covariances(n, s, q):
     return mean, cov
 
 
+def _logdet(a):
+    """log det of symmetric positive definite matrices (m, D, D); the 3 × 3 case (colour)
+    by its closed form, which is several times faster than a batched LU for small m."""
+    if a.shape[-1] != 3:
+        return np.linalg.slogdet(a)[1]
+    a00, a01, a02 = a[:, 0, 0], a[:, 0, 1], a[:, 0, 2]
+    a11, a12, a22 = a[:, 1, 1], a[:, 1, 2], a[:, 2, 2]
+    det = (
+        a00 * (a11 * a22 - a12 * a12)
+        - a01 * (a01 * a22 - a12 * a02)
+        + a02 * (a01 * a12 - a11 * a02)
+    )
+    return np.log(det)
+
+
 def coding_length(n, s, q, eps, *, weight=1.0):
     """Bits to code regions of pixels up to distortion ``eps`` (see the module notes).
 
@@ -66,7 +81,7 @@ def coding_length(n, s, q, eps, *, weight=1.0):
     D = s.shape[-1]
     mean, cov = _covariances(n, s, q)
     a = np.eye(D) + (D / (eps * eps)) * cov
-    _, logdet = np.linalg.slogdet(a)
+    logdet = _logdet(a)
     bits = 0.5 * (weight * n + D) * logdet / _LOG2
     bits += 0.5 * D * np.log2(1.0 + (mean * mean).sum(axis=1) / (eps * eps))
     return bits

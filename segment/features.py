@@ -27,6 +27,10 @@ FEATURE_NAMES = {"rgb": ("R", "G", "B"), "lab": ("L*", "a*", "b*")}
 #: Why an image (or a frame) with no visible pixel is refused (or skipped).
 NOTHING_TO_SEGMENT = "every pixel is fully transparent; there is nothing to segment"
 
+#: Below this many pixels a colour's row is found by binary search in the sorted distinct
+#: colours, above it through a 2^24-entry table (64 MB, ~0.3 s to build).
+SEARCH_PIXELS = 1 << 21
+
 
 def rows_per_strip(width, pixels, *, minimum=1):
     """Rows of an image ``width`` pixels wide that make a strip of about ``pixels`` pixels
@@ -137,6 +141,11 @@ class PixelData:
     def _color_rows(self, a, b):
         """Index into the distinct colours of every pixel of rows [a, b) (8-bit images)."""
         lut = self._lut
+        if lut is None and self.shape[0] * self.shape[1] < SEARCH_PIXELS:
+            # A small image: a binary search per pixel costs less than building the table.
+            keys = color_keys(self.pixels8[a:b])
+            idx = np.searchsorted(self.unique_keys, keys)
+            return np.minimum(idx, len(self.unique_keys) - 1).astype(np.int32)
         if lut is None:
             lut = np.zeros(1 << 24, dtype=np.int32)
             lut[self.unique_keys] = np.arange(len(self.unique_keys), dtype=np.int32)

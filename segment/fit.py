@@ -15,7 +15,7 @@ from .color import features_to_rgb, rgb_to_lab, rgb_to_uint8
 from .errors import SegmentError
 from .features import PixelData, pixel_data
 from .labels import pixel_labels, smoothed_labels
-from .mdl import describe_regions, region_features
+from .mdl import data_features, describe_regions
 from .memory import release_free_memory
 from .metrics import labels_psnr, psnr
 from .options import FitOptions
@@ -94,7 +94,7 @@ class Segmentation:
     def _describe(self, labels):
         """Merge the connected regions of ``labels`` by description length, in place; each
         merged region takes the component covering most of it (:mod:`segment.mdl`)."""
-        features = region_features(self.data.strip_rgb, self.data.shape)
+        features = data_features(self.data)
         visible = self.data.visible
         n_visible = self.data.n_pixels
         _, result = describe_regions(

@@ -23,7 +23,7 @@ from .color import rgb_to_features
 from .hierarchy import merge_regions, region_borders, region_statistics, relabel
 from .regions import connected_regions
 
-__all__ = ["DEFAULTS", "describe_regions", "region_features", "segment_regions"]
+__all__ = ["DEFAULTS", "data_features", "describe_regions", "region_features", "segment_regions"]
 
 #: Pixels of the reference image size at which the coding constants are set (a BSDS
 #: photo, 481 × 321): a larger image is coded as if it had that many pixels.
@@ -42,6 +42,21 @@ DEFAULTS = dict(
     pre_size=3e-4,
     components=False,
 )
+
+
+def data_features(data, *, texture=0.0, texture_sigma=2.0):
+    """:func:`region_features` of a :class:`segment.features.PixelData`: its own CIELAB
+    rows when the mixture was fitted on them (no second conversion), else from its
+    colours."""
+    W = data.shape[1]
+    if data.space == "lab" and texture <= 0:
+
+        def features(a, b):
+            X, _ = data.strip_features(a, b)
+            return X[:, :3].reshape(b - a, W, 3)
+
+        return features
+    return region_features(data.strip_rgb, data.shape, texture=texture, texture_sigma=texture_sigma)
 
 
 def region_features(strip_rgb, shape, *, texture=0.0, texture_sigma=2.0):
@@ -209,9 +224,8 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
         warnings.simplefilter("ignore")
         seg = fit_data(pixel_data(image, **options.data_kwargs()), options)
     labels = seg.label_image()
-    feats = region_features(
-        seg.data.strip_rgb,
-        seg.data.shape,
+    feats = data_features(
+        seg.data,
         texture=opts["texture"],
         texture_sigma=opts["texture_sigma"],
     )
