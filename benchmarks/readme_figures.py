@@ -51,28 +51,31 @@ def main():
         for name in ("chelsea.png", "rocket.jpg", "astronaut.png"):
             src = ROOT / "images" / name
             stem = Path(name).stem
+            # Before: the previous release's defaults (RGB, k = 10, position features,
+            # 1% minimum region, no region merging); after: today's defaults.
             segment(
                 "image",
                 src,
                 "-o",
-                tmp / "pixelwise",
-                "--xy",
-                0,
-                "--smooth",
-                0,
-                "--min-region",
-                0,
+                tmp / "before",
+                "--space",
+                "rgb",
                 "-k",
-                8,
+                10,
+                "--xy",
+                1,
+                "--regions",
+                "off",
+                "--soft",
                 "--no-plots",
             )
-            segment("image", src, "-o", tmp / "default", "--no-plots")
+            segment("image", src, "-o", tmp / "default", "--soft", "--no-plots")
             rows.append(
                 strip(
                     [
                         src,
-                        tmp / "pixelwise" / f"{stem}.segmented.png",
-                        tmp / "default" / f"{stem}.segmented.png",
+                        tmp / "before" / f"{stem}.overlay.png",
+                        tmp / "default" / f"{stem}.overlay.png",
                     ],
                     height=200,
                 )

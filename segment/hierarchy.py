@@ -31,40 +31,50 @@ def _row_blocks(H, W, pixels=1 << 20):
 # =========================================================================================
 
 
-def region_statistics(features, regions, n_regions):
+def region_statistics(features, regions, n_regions, *, step=1):
     """Sufficient statistics of every region.
 
     Parameters
     ----------
-    features : ndarray (H, W, D), or callable ``features(a, b) -> (b - a, W, D)``
-        The pixels' features (a callable computes the rows [a, b) on demand, so that the
-        features of a large image never exist all at once).
+    features : ndarray (H, W, D), or callable ``features(a, b, step) -> (rows, cols, D)``
+        The pixels' features; a callable gives those of rows ``a:b:step`` and columns
+        ``::step`` on demand, so that the features of a large image never exist at once.
     regions : ndarray (H, W) of ints
         Region ids 1..n_regions; 0 = pixels left out.
     n_regions : int
+    step : int, default 1
+        Estimate the sums from the pixels on a grid of this step (every pixel with 1) and
+        scale them to each region's exact pixel count. A Gaussian's statistics need far
+        fewer pixels than a large photo has.
 
     Returns
     -------
     n : ndarray (n_regions + 1,) float64
-        Pixel counts (entry 0: the pixels left out).
+        Pixel counts, exact (entry 0: the pixels left out).
     s : ndarray (n_regions + 1, D) float64
         Feature sums.
     q : ndarray (n_regions + 1, D, D) float64
         Sums of the outer products of the features.
+    sampled : ndarray (n_regions + 1,) float64
+        Pixels of each region on the grid (a region with none has zero sums).
     """
     H, W = regions.shape
     m = n_regions + 1
     n = np.zeros(m)
+    seen = np.zeros(m)
     s = q = None
-    for a, b in _row_blocks(H, W):
-        f = features(a, b) if callable(features) else features[a:b]
+    rows = max(step, ((1 << 20) // max(W, 1)) // step * step)
+    for a in range(0, H, rows):
+        b = min(H, a + rows)
+        n += np.bincount(regions[a:b].ravel(), minlength=m)
+        f = features(a, b, step) if callable(features) else features[a:b:step, ::step]
         D = f.shape[-1]
         if s is None:
             s = np.zeros((m, D))
             q = np.zeros((m, D, D))
-        r = regions[a:b].ravel()
+        r = regions[a:b:step, ::step].ravel()
         f = f.reshape(-1, D).astype(np.float64)
-        n += np.bincount(r, minlength=m)
+        seen += np.bincount(r, minlength=m)
         for d in range(D):
             s[:, d] += np.bincount(r, weights=f[:, d], minlength=m)
             for e in range(d, D):
@@ -72,7 +82,11 @@ def region_statistics(features, regions, n_regions):
     for d in range(s.shape[1]):
         for e in range(d):
             q[:, d, e] = q[:, e, d]
-    return n, s, q
+    if step > 1:
+        scale = np.divide(n, seen, out=np.zeros(m), where=seen > 0)
+        s *= scale[:, None]
+        q *= scale[:, None, None]
+    return n, s, q, seen
 
 
 def region_borders(regions, n_regions):

@@ -40,8 +40,20 @@ DEFAULTS = dict(
     texture_sigma=2.0,
     min_size=0.002,
     pre_size=3e-4,
-    components=False,
+    components=True,
 )
+
+
+def rgb_features(rgb):
+    """CIELAB (h, w, 3) float32 of colours (h, w, 3) in [0, 1]."""
+    h, w = rgb.shape[:2]
+    return rgb_to_features(np.ascontiguousarray(rgb).reshape(-1, 3), "lab").reshape(h, w, 3)
+
+
+def sampling_step(n_pixels):
+    """Grid step of the pixels the region statistics are estimated from: 1 up to four
+    times the reference size, then enough to keep about that many."""
+    return max(1, int(np.sqrt(n_pixels / (4.0 * REFERENCE_PIXELS))))
 
 
 def data_features(data, *, texture=0.0, texture_sigma=2.0):
@@ -51,9 +63,11 @@ def data_features(data, *, texture=0.0, texture_sigma=2.0):
     W = data.shape[1]
     if data.space == "lab" and texture <= 0:
 
-        def features(a, b):
-            X, _ = data.strip_features(a, b)
-            return X[:, :3].reshape(b - a, W, 3)
+        def features(a, b, step=1):
+            if step == 1:
+                X, _ = data.strip_features(a, b)
+                return X[:, :3].reshape(b - a, W, 3)
+            return rgb_features(data.strip_rgb(a, b)[::step, ::step])
 
         return features
     return region_features(data.strip_rgb, data.shape, texture=texture, texture_sigma=texture_sigma)
@@ -66,21 +80,21 @@ def region_features(strip_rgb, shape, *, texture=0.0, texture_sigma=2.0):
 
     ``strip_rgb(a, b)`` gives the rows' colours (b - a, W, 3) in [0, 1].
     """
-    H, W = shape
+    H = shape[0]
     halo = int(np.ceil(4 * texture_sigma)) if texture > 0 else 0
 
-    def features(a, b):
+    def features(a, b, step=1):
         lo, hi = max(0, a - halo), min(H, b + halo)
         rgb = strip_rgb(lo, hi)
-        lab = rgb_to_features(rgb.reshape(-1, 3), "lab").reshape(hi - lo, W, 3)
         if texture <= 0:
-            return lab[a - lo : b - lo]
+            return rgb_features(rgb[a - lo : b - lo : step, ::step])
+        lab = rgb_features(rgb)
         light = lab[..., 0].astype(np.float64)
         mean = ndimage.gaussian_filter(light, texture_sigma, mode="nearest")
         sq = ndimage.gaussian_filter(light * light, texture_sigma, mode="nearest")
         std = np.sqrt(np.maximum(sq - mean * mean, 0.0)) * texture
         out = np.concatenate([lab, std[..., None].astype(np.float32)], axis=2)
-        return out[a - lo : b - lo]
+        return out[a - lo : b - lo : step, ::step]
 
     return features
 
@@ -135,7 +149,11 @@ def describe_regions(
     result : segment.hierarchy.MergeResult
     """
     regions, n = connected_regions(labels, n_labels, visible=visible)
-    stats = region_statistics(features, regions, n)
+    H, W = regions.shape
+    step = sampling_step(H * W)
+    *stats, seen = region_statistics(features, regions, n, step=step)
+    if step > 1:
+        _fill_unseen(stats, seen, labels, n_labels, regions)
     edges = region_borders(regions, n)
     visible_pixels = float(stats[0][1:].sum())
     # Larger images are coded as if they had the reference size; smaller ones as they are
@@ -167,8 +185,30 @@ def describe_regions(
     return relabel(regions, mapping, out=out), result
 
 
-def _dominant_label(labels, regions, n, sizes, mapping, n_final, n_labels):
-    """Map initial region -> label of ``labels`` covering most of its final region."""
+def _fill_unseen(stats, seen, labels, n_labels, regions):
+    """Regions no grid pixel fell in (a few pixels each) get the mean and covariance of
+    their label (mixture component), pooled over the regions of that label that were."""
+    n, s, q = stats
+    unseen = np.flatnonzero((seen == 0) & (n > 0))
+    unseen = unseen[unseen > 0]
+    if not len(unseen):
+        return
+    label_of = _label_of(labels, regions, len(n) - 1)
+    ok = np.flatnonzero(seen > 0)
+    ok = ok[ok > 0]
+    cn = np.bincount(label_of[ok], weights=n[ok], minlength=n_labels)
+    cs = np.zeros((n_labels, s.shape[1]))
+    cq = np.zeros((n_labels, *q.shape[1:]))
+    np.add.at(cs, label_of[ok], s[ok])
+    np.add.at(cq, label_of[ok], q[ok])
+    c = label_of[unseen]
+    per = np.divide(n[unseen], cn[c], out=np.zeros(len(c)), where=cn[c] > 0)
+    s[unseen] = cs[c] * per[:, None]
+    q[unseen] = cq[c] * per[:, None, None]
+
+
+def _label_of(labels, regions, n):
+    """Label of ``labels`` of each region id 0..n (regions are of one label each)."""
     label_of = np.zeros(n + 1, dtype=np.int64)
     H, W = regions.shape
     step = max(1, (1 << 20) // max(W, 1))
@@ -176,6 +216,12 @@ def _dominant_label(labels, regions, n, sizes, mapping, n_final, n_labels):
         r = regions[a : a + step]
         inside = r > 0
         label_of[r[inside]] = labels[a : a + step][inside]
+    return label_of
+
+
+def _dominant_label(labels, regions, n, sizes, mapping, n_final, n_labels):
+    """Map initial region -> label of ``labels`` covering most of its final region."""
+    label_of = _label_of(labels, regions, n)
     live = np.flatnonzero(mapping >= 0)
     table = np.zeros((n_final, n_labels))
     np.add.at(table, (mapping[live], label_of[live]), sizes[live])

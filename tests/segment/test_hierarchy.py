@@ -123,7 +123,7 @@ def _setup(seed, shape=(18, 22), n_labels=4, D=3):
 )
 def test_greedy_merges_never_lengthen_the_description(seed, eps, bb):
     feats, regions, n = _setup(seed)
-    stats = region_statistics(feats, regions, n)
+    stats = region_statistics(feats, regions, n)[:3]
     edges = region_borders(regions, n)
     result = merge_regions(*stats, edges, eps=eps, boundary_bits=bb)
     assert (result.gains < 0).all()
@@ -131,7 +131,7 @@ def test_greedy_merges_never_lengthen_the_description(seed, eps, bb):
     def total(mapping):
         final = relabel(regions, mapping) + 1
         m = int(final.max())
-        st_ = region_statistics(feats, final, m)
+        st_ = region_statistics(feats, final, m)[:3]
         border = region_borders(final, m)[2].sum()
         return partition_length(st_[0][1:], st_[1][1:], st_[2][1:], border, eps, bb)
 
@@ -151,7 +151,7 @@ def test_greedy_merges_never_lengthen_the_description(seed, eps, bb):
 @pytest.mark.parametrize("target", [1, 3, 7])
 def test_cut_at_n_gives_n_connected_regions(target):
     feats, regions, n = _setup(3)
-    stats = region_statistics(feats, regions, n)
+    stats = region_statistics(feats, regions, n)[:3]
     edges = region_borders(regions, n)
     result = merge_regions(*stats, edges, eps=2.0, boundary_bits=1.0, n_regions=target)
     out = relabel(regions, result.mapping)
@@ -159,6 +159,19 @@ def test_cut_at_n_gives_n_connected_regions(target):
     assert len(np.unique(out)) == target
     for r in range(target):  # each label is one connected region
         assert ndimage.label(out == r)[1] == 1
+
+
+def test_sampled_statistics_estimate_the_exact_ones():
+    yy, xx = np.mgrid[:60, :66]
+    regions = (yy // 10) * 6 + xx // 11 + 1  # 36 blocks of 10 x 11 pixels
+    rng = np.random.default_rng(7)
+    feats = rng.normal(0, 1, (60, 66, 3)) + rng.normal(0, 20, (37, 3))[regions]
+    n1, s1, _, seen1 = region_statistics(feats, regions, 36)
+    n2, s2, _, seen2 = region_statistics(feats, regions, 36, step=2)
+    assert np.array_equal(n1, n2) and np.array_equal(n1, seen1)
+    assert seen2.sum() == 30 * 33
+    mean1, mean2 = s1[1:] / n1[1:, None], s2[1:] / n2[1:, None]
+    assert np.abs(mean1 - mean2).max() < 1.0  # unit noise, ~30 pixels per estimate
 
 
 def test_speckle_and_small_regions_are_cleaned_up():
