@@ -67,8 +67,8 @@ def compare_cmd(
     """Agreement of a segmentation with a ground truth.
 
     Prints the variation of information (bits; its false-split and false-merge parts) and
-    the adapted Rand error with its precision and recall (scikit-image's metrics), and the
-    number of segments of each map. 0 means identical partitions; label numbers need not
+    the adapted Rand error with its precision and recall (scikit-image's metrics), the Rand
+    index and the segmentation covering of the truth, and the number of segments of each map. 0 means identical partitions; label numbers need not
     match.
     """
     from ..compare import compare_files
@@ -90,6 +90,7 @@ def compare_cmd(
         f"{r['false_splits']:.4f}, false merges {r['false_merges']:.4f})  "
         f"adapted Rand error={_figure(r['adapted_rand_error'])} (precision "
         f"{_figure(r['rand_precision'])}, recall {_figure(r['rand_recall'])})  "
+        f"Rand index={_figure(r['rand_index'])}  covering={r['covering']:.4f}  "
         f"{r['segments']} {unit} vs {r['truth_segments']} in the truth  "
         f"{r['pixels']} pixels"
         + (f" ({r['ignored_pixels']} ignored)" if r["ignored_pixels"] else ""),
@@ -103,6 +104,7 @@ _NAMES = {
     "adapted_rand_error": "the adapted Rand error",
     "rand_precision": "the Rand precision",
     "rand_recall": "the Rand recall",
+    "rand_index": "the Rand index",
 }
 
 

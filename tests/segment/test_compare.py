@@ -183,3 +183,22 @@ def test_cli_compare(tmp_path):
         app, ["compare", str(tmp_path / "s.png"), str(tmp_path / "t.png"), "--ignore", "red"]
     )
     assert r.exit_code == 1 and "--ignore takes a label" in r.stderr
+
+
+def test_rand_index_and_covering_against_naive_formulas():
+    rng = np.random.default_rng(4)
+    seg = rng.integers(0, 3, (7, 9))
+    truth = rng.integers(0, 4, (7, 9))
+    r = compare_labels(seg, truth)
+    s, t = seg.ravel(), truth.ravel()
+    n = s.size
+    agree = sum((s[i] == s[j]) == (t[i] == t[j]) for i in range(n) for j in range(i + 1, n))
+    assert r["rand_index"] == pytest.approx(agree / (n * (n - 1) / 2))
+    covering = 0.0
+    for a in np.unique(t):
+        R = t == a
+        best = max((R & (s == b)).sum() / (R | (s == b)).sum() for b in np.unique(s))
+        covering += R.sum() * best
+    assert r["covering"] == pytest.approx(covering / n)
+    same = compare_labels(truth, truth)
+    assert same["rand_index"] == 1.0 and same["covering"] == 1.0
