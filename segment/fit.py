@@ -349,7 +349,7 @@ def segmentation_of(model, data, notes=(), options=None):
     """A :class:`Segmentation` of ``data`` by a fitted ``model``; without ``options`` the
     labels are pixel-wise (no smoothing, no region merging)."""
     if options is None:
-        options = FitOptions(smooth=0.0, min_region=0)
+        options = FitOptions(smooth=0.0, min_region=0, regions=0)
     row_labels = model.predict(data.X)
     palette = rgb_to_uint8(features_to_rgb(model.means_, data.space))
     return Segmentation(model, data, row_labels, palette, options, list(notes))
