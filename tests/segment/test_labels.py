@@ -42,7 +42,7 @@ def noisy_regions(seed=0, shape=(90, 120), n=5, noise=30.0, alpha=False):
 
 
 def fit(image, **opts):
-    options = FitOptions(**{"k": 5, "xy": 0.0, **opts})
+    options = FitOptions(**{"k": 5, "xy": 0.0, "space": "rgb", "regions": 0, **opts})
     data = pixel_data(image, space=options.space, xy=options.xy)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -133,7 +133,8 @@ def test_default_sigma_and_region_scale_with_the_image():
     assert o.smooth_sigma((321, 481)) == pytest.approx(1.0, abs=0.01)
     assert o.smooth_sigma((3000, 4000)) == pytest.approx(5000 / 600)
     assert FitOptions(smooth=0, min_region=0).smooth_sigma((10, 10)) == 0
-    assert o.min_region_pixels((3000, 4000)) == 120000
+    assert o.min_region_pixels((3000, 4000)) == 24000  # 1/500 when regions are merged
+    assert FitOptions(regions=0).min_region_pixels((3000, 4000)) == 120000
 
 
 def test_soft_maps_have_the_right_ranges():

@@ -39,11 +39,13 @@ def blocks_image(path, *, noise=6, seed=0, alpha=False, size=(48, 40)):
 
 
 def run(*args):
-    """The command with pixel-wise colour clustering unless a test asks otherwise: these
-    tests check exact relations between the model and its outputs."""
+    """The command with pixel-wise colour clustering in RGB unless a test asks otherwise:
+    these tests check exact relations between the model and its outputs."""
     args = [str(a) for a in args]
-    if args and args[0] == "image" and "--xy" not in args:
-        args += ["--xy", "0"]
+    if args and args[0] == "image":
+        for option, value in (("--xy", "0"), ("--space", "rgb"), ("--regions", "off")):
+            if option not in args:
+                args += [option, value]
     return runner.invoke(app, args, catch_exceptions=False)
 
 
