@@ -66,10 +66,10 @@ def compare_cmd(
 ):
     """Agreement of a segmentation with a ground truth.
 
-    Prints the variation of information (bits; its false-split and false-merge parts) and
+    Prints the variation of information (bits; its false-split and false-merge parts),
     the adapted Rand error with its precision and recall (scikit-image's metrics), the Rand
-    index and the segmentation covering of the truth, and the number of segments of each map. 0 means identical partitions; label numbers need not
-    match.
+    index and the segmentation covering of the truth, and the number of segments of each
+    map. 0 means identical partitions; label numbers need not match.
     """
     from ..compare import compare_files
 
