@@ -133,6 +133,19 @@ def score_photo(job):
     return pid, out
 
 
+class _Serial:
+    """The pool interface in this process (``--jobs 1``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap_unordered(self, fn, jobs, chunksize=1):
+        return map(fn, jobs)
+
+
 def _value(text):
     for cast in (int, float):
         try:
@@ -151,6 +164,7 @@ def main(argv=None):
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--jobs", type=int, default=2, help="processes (at most 2)")
     ap.add_argument("--json", default=None, help="also write per-photo scores here")
+    ap.add_argument("--progress", default=None, help="append each photo's scores here")
     args = ap.parse_args(argv)
     settings = {}
     for item in args.set:
@@ -165,11 +179,16 @@ def main(argv=None):
     ids = photo_ids(args.data, args.split, args.images)
     jobs = [(args.data, args.split, pid, methods, settings) for pid in ids]
     n_jobs = max(1, min(2, args.jobs))
-    if n_jobs == 1:
-        results = dict(map(score_photo, jobs))
-    else:
-        with Pool(n_jobs) as pool:
-            results = dict(pool.imap_unordered(score_photo, jobs, chunksize=1))
+    results = {}
+    progress = open(args.progress, "a") if args.progress else None  # noqa: SIM115
+    with Pool(n_jobs) if n_jobs > 1 else _Serial() as pool:
+        for pid, scores in pool.imap_unordered(score_photo, jobs, chunksize=1):
+            results[pid] = scores
+            if progress:
+                progress.write(json.dumps({"photo": pid, **scores}) + "\n")
+                progress.flush()
+    if progress:
+        progress.close()
     print(
         f"BSDS500 {args.split}, {len(ids)} photos, settings {settings or 'defaults'}; "
         "mean over annotators, then over photos"
