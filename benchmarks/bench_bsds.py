@@ -180,7 +180,7 @@ def main(argv=None):
     jobs = [(args.data, args.split, pid, methods, settings) for pid in ids]
     n_jobs = max(1, min(2, args.jobs))
     results = {}
-    progress = open(args.progress, "a") if args.progress else None  # noqa: SIM115
+    progress = open(args.progress, "a") if args.progress else None
     with Pool(n_jobs) if n_jobs > 1 else _Serial() as pool:
         for pid, scores in pool.imap_unordered(score_photo, jobs, chunksize=1):
             results[pid] = scores
