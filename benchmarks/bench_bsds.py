@@ -10,7 +10,7 @@ regions and the mean seconds per photo (in process, after import).
 
 Methods: ``ours`` (the description-length merging of :mod:`segment.regions`, tuned by
 ``--set KEY=VALUE``), ``release`` (the previous release's ``segment image`` defaults: k=10,
-``--xy 1``, smoothing, 1 % minimum region), ``felzenszwalb`` (scikit-image, scale=500,
+``--xy 1``, RGB, smoothing, 1 % minimum region, no region merging), ``felzenszwalb`` (scikit-image, scale=500,
 sigma=0.8, min_size=400), ``slic`` (SLIC with 400 superpixels, then the region adjacency
 graph cut at a mean-colour distance of 29), ``gmm`` (scikit-learn's GaussianMixture on RGB
 pixels, k=6, pixel-wise labels).
@@ -60,7 +60,8 @@ def release(img, settings):
     im = Image(
         pixels=img, alpha=None, path=Path("bsds"), format="JPEG", mode="RGB", frame=0, n_frames=1
     )
-    options = FitOptions(k=10, xy=1.0)
+    # Spelled out: today's FitOptions defaults differ (CIELAB, k=8, no position, regions).
+    options = FitOptions(k=10, xy=1.0, space="rgb", regions=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seg = fit_data(pixel_data(im, **options.data_kwargs()), options)
