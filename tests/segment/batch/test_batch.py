@@ -470,7 +470,7 @@ def fit64(X, w=None, *, init=None):
 
 def test_shared_fit_from_files_equals_a_fit_on_all_pixels(folder):
     paths = [folder / p for p in GOOD]
-    options = FitOptions(k=3, max_iter=8, tol=0.0, xy=0.0)
+    options = FitOptions(k=3, max_iter=8, tol=0.0, xy=0.0, space="rgb")
     source = SharedPixels.from_files(paths, options, root=folder)
     assert source.hist_X is not None and not source.streamed
     assert source.total_weight == 4 * 32 * 24
@@ -488,7 +488,7 @@ def test_shared_fit_from_files_equals_a_fit_on_all_pixels(folder):
 
 def test_streamed_shared_pixels_equal_the_concatenated_features(folder):
     paths = [folder / p for p in GOOD]
-    options = FitOptions(k=3, xy=0.5, max_iter=8, tol=0.0)
+    options = FitOptions(k=3, xy=0.5, max_iter=8, tol=0.0, space="rgb")
     source = SharedPixels.from_files(paths, options, root=folder)
     assert source.hist_X is None and len(source.streamed) == 4
     every = np.concatenate([pixel_data(load_image(p), xy=0.5).X for p in paths])
@@ -576,7 +576,8 @@ def test_batch_has_every_option_of_image_with_its_default():
         return {p.name: p.default for p in params if p.param_type_name == "option"}
 
     image, batch_options = options("image"), options("batch")
-    assert image.pop("xy") > 0 and batch_options["xy"] is None  # 0 with --shared-model
+    # batch: None = the image default (0 today), always 0 with --shared-model
+    assert image.pop("xy") == 0 and batch_options["xy"] is None
     assert image.items() <= batch_options.items()
 
 
