@@ -11,8 +11,9 @@ regions and the mean seconds per photo (in process, after import).
 Methods: ``ours`` (the description-length merging of :mod:`segment.mdl`, the defaults
 of ``segment image``; tuned by ``--set KEY=VALUE``), ``release`` (the previous release's
 ``segment image`` defaults: k=10, ``--xy 1``, RGB, smoothing, 1 % minimum region, no
-region merging), ``felzenszwalb`` (scikit-image, scale=500, sigma=0.8, min_size=400), ``slic`` (SLIC with 400 superpixels, then the region adjacency
-graph cut at a mean-colour distance of 29), ``gmm`` (scikit-learn's GaussianMixture on RGB
+region merging), ``felzenszwalb`` (scikit-image, scale=500, sigma=0.8, min_size=400),
+``slic`` (SLIC with 400 superpixels, then the region adjacency graph cut at a mean-colour
+distance of 29), ``gmm`` (scikit-learn's GaussianMixture on RGB
 pixels, k=6, pixel-wise labels).
 
 Usage:
