@@ -45,7 +45,8 @@ def region_statistics(features, regions, n_regions, *, step=1):
     step : int, default 1
         Estimate the sums from the pixels on a grid of this step (every pixel with 1) and
         scale them to each region's exact pixel count. A Gaussian's statistics need far
-        fewer pixels than a large photo has.
+        fewer pixels than a large photo has. Pixels with a non-finite feature (a missing
+        channel) are left out of the sums the same way.
 
     Returns
     -------
@@ -56,7 +57,7 @@ def region_statistics(features, regions, n_regions, *, step=1):
     q : ndarray (n_regions + 1, D, D) float64
         Sums of the outer products of the features.
     sampled : ndarray (n_regions + 1,) float64
-        Pixels of each region on the grid (a region with none has zero sums).
+        Pixels of each region that gave the sums (a region with none has zero sums).
     """
     H, W = regions.shape
     m = n_regions + 1
@@ -74,6 +75,9 @@ def region_statistics(features, regions, n_regions, *, step=1):
             q = np.zeros((m, D, D))
         r = regions[a:b:step, ::step].ravel()
         f = f.reshape(-1, D).astype(np.float64)
+        finite = np.isfinite(f).all(axis=1)
+        if not finite.all():  # pixels with a missing value count but do not vote
+            r, f = r[finite], f[finite]
         seen += np.bincount(r, minlength=m)
         for d in range(D):
             s[:, d] += np.bincount(r, weights=f[:, d], minlength=m)
@@ -82,10 +86,11 @@ def region_statistics(features, regions, n_regions, *, step=1):
     for d in range(s.shape[1]):
         for e in range(d):
             q[:, d, e] = q[:, e, d]
-    if step > 1:
-        scale = np.divide(n, seen, out=np.zeros(m), where=seen > 0)
-        s *= scale[:, None]
-        q *= scale[:, None, None]
+    partial = (seen != n) & (seen > 0)
+    if partial.any():
+        scale = n[partial] / seen[partial]
+        s[partial] *= scale[:, None]
+        q[partial] *= scale[:, None, None]
     return n, s, q, seen
 
 

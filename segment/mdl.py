@@ -152,8 +152,7 @@ def describe_regions(
     H, W = regions.shape
     step = sampling_step(H * W)
     *stats, seen = region_statistics(features, regions, n, step=step)
-    if step > 1:
-        _fill_unseen(stats, seen, labels, n_labels, regions)
+    _fill_unseen(stats, seen, labels, n_labels, regions)
     edges = region_borders(regions, n)
     visible_pixels = float(stats[0][1:].sum())
     # Larger images are coded as if they had the reference size; smaller ones as they are

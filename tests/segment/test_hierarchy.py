@@ -203,3 +203,14 @@ def test_invisible_pixels_get_no_region():
     )
     assert (out[:5] == -1).all() and (out[5:] >= 0).all()
     assert result.n_final == 2
+
+
+def test_missing_values_count_but_do_not_vote():
+    img = halves()
+    labels = checkerboard_labels(*img.shape[:2], 4)
+    holes = img.copy()
+    holes[::3, ::5, 1] = np.nan  # a channel missing here and there
+    out, result = describe_regions(labels, 5, holes, eps=4.0, boundary_bits=2.0, min_size=0)
+    assert result.n_final == 2
+    ref, _ = describe_regions(labels, 5, img, eps=4.0, boundary_bits=2.0, min_size=0)
+    assert np.array_equal(out, ref)

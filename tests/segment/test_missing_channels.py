@@ -87,7 +87,21 @@ def test_segment_image_on_partially_missing_pixels(tmp_path):
     out = tmp_path / "out"
     r = runner.invoke(
         app,
-        ["image", str(path), "-k", "2", "--xy", "0", "-o", str(out), "-q"],
+        [
+            "image",
+            str(path),
+            "-k",
+            "2",
+            "--xy",
+            "0",
+            "--space",
+            "rgb",
+            "--regions",
+            "off",
+            "-o",
+            str(out),
+            "-q",
+        ],
         catch_exceptions=False,
     )
     assert r.exit_code == 0, r.output

@@ -222,7 +222,7 @@ BAD_MODELS = [
     ("unknown option", ["options", "colour"], "blue", r"options|colour"),
     ("k not an int", ["options", "k"], "three", r"\bk\b"),
     ("gmm missing", ["gmm"], None, r"gmm"),
-    ("features disagree", ["features", "space"], "lab", r"features|space|lab"),
+    ("features disagree", ["features", "space"], "rgb", r"features|space|rgb"),
 ]
 
 
@@ -314,7 +314,7 @@ def test_resume_with_other_options_redoes_everything(batch_folder, tmp_path):
         assert model_k(out, Path(row["path"]).stem) == (3, 3)
 
 
-@pytest.mark.parametrize("option", [["--space", "lab"], ["--seed", "7"], ["--smooth", "0"]])
+@pytest.mark.parametrize("option", [["--space", "rgb"], ["--seed", "7"], ["--smooth", "0"]])
 def test_resume_after_changing_any_fit_option(batch_folder, tmp_path, option):
     out = tmp_path / "out"
     assert batch(batch_folder, out)["code"] == 0
