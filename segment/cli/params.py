@@ -248,7 +248,7 @@ MIN_REGION = Annotated[
         "--min-region",
         min=0,
         help="Merge connected regions smaller than this many pixels into their neighbours; "
-        "0 = keep all. Default: 1/100 of the image.",
+        "0 = keep all. Default: 1/500 of the image (1/100 with --regions off).",
         show_default=False,
     ),
 ]
