@@ -20,26 +20,12 @@ from ._checks import (
 )
 from .chunks import ValidatedSource, summarize
 from .em import FitContext, UserInit, fit_mixture
-from .estep import (
-    Kernel,
-    block_rows,
-    iter_blocks,
-    loglik_and_entropy,
-    predict_rows,
-    proba_rows,
-    score_rows,
-)
+from .estep import block_rows, iter_blocks, predict_rows, proba_rows, score_rows
 from .exceptions import ConvergenceWarning, UnobservedRowsWarning
-from .missing import (
-    MarginalMixture,
-    impute_rows,
-    iter_blocks_missing,
-    loglik_and_entropy_missing,
-    rows_with_missing,
-)
+from .missing import MarginalMixture, impute_rows, iter_blocks_missing, rows_with_missing
 from .mstep import Params, data_scale
-from .persist import FORMAT
-from .prior import Prior, resolve_prior
+from .prediction import draw_samples, fitted_kernel, rows_out, weighted_loglik
+from .prior import resolve_prior
 from .rescale import feature_scale, scale_weights
 from .sources import as_source
 from .stats import FeatureMap
@@ -428,13 +414,7 @@ class GaussianMixture:
         outside gmm use :meth:`iter_blocks`)."""
         self._check_fitted()
         dt = check_dtype(self.dtype if dtype is None else dtype)
-        fmap = FeatureMap(cov.STATS_KIND[self.covariance_type], self.means_.shape[1])
-        rows = block_rows(self.n_components, fmap, dt, self.chunk_mib)
-        shift = self.weights_ @ self.means_
-        K, D = self.means_.shape
-        full = cov.full_covariances(self.covariance_type, self.covariances_, K, D)
-        scale = feature_scale(np.diagonal(full, axis1=-2, axis2=-1))
-        return Kernel.for_params(self.params_, self.covariance_type, shift, dt, rows, scale)
+        return fitted_kernel(self.params_, self.covariance_type, dt, self.chunk_mib)
 
     def _source(self, X, sample_weight=None):
         self._check_fitted()
@@ -451,28 +431,12 @@ class GaussianMixture:
             return fn
         return rows_with_missing(fn, MarginalMixture(self.params_, self.covariance_type), what)
 
-    def _rows_out(self, source, fn, kernel, shape_tail, dtype):
-        # A row far outside float32's range (a point at 1e30) overflows its features; the
-        # kernel redoes such rows (finite responsibilities, log-density -inf): no warning.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._rows_out_quiet(source, fn, kernel, shape_tail, dtype)
-
-    def _rows_out_quiet(self, source, fn, kernel, shape_tail, dtype):
-        n = source.n_rows
-        if n is not None:
-            return fn(kernel, source, np.empty((n, *shape_tail), dtype=dtype))
-        parts = []
-        for x, w in source.chunks(kernel.rows):
-            part = ValidatedSource(_OneBlock(x, w), source.n_features, allow_nan=source.allow_nan)
-            parts.append(fn(kernel, part, np.empty((x.shape[0], *shape_tail), dtype=dtype)))
-        return np.concatenate(parts) if parts else np.empty((0, *shape_tail), dtype=dtype)
-
     @single_threaded
     def predict(self, X):
         """Index of the most likely component of every row, shape (N,)."""
         source = self._source(X)
         fn = self._with_missing(predict_rows, "predict")
-        return self._rows_out(source, fn, self.kernel(), (), np.intp)
+        return rows_out(source, fn, self.kernel(), (), np.intp)
 
     @single_threaded
     def predict_proba(self, X):
@@ -480,7 +444,7 @@ class GaussianMixture:
         source = self._source(X)
         kernel = self.kernel()
         fn = self._with_missing(proba_rows, "proba")
-        return self._rows_out(source, fn, kernel, (self.n_components,), kernel.dtype)
+        return rows_out(source, fn, kernel, (self.n_components,), kernel.dtype)
 
     @single_threaded
     def score_samples(self, X):
@@ -488,7 +452,7 @@ class GaussianMixture:
         values (0 for a row with none)."""
         source = self._source(X)
         fn = self._with_missing(score_rows, "score")
-        return self._rows_out(source, fn, self.kernel(), (), np.float64)
+        return rows_out(source, fn, self.kernel(), (), np.float64)
 
     @single_threaded
     def impute(self, X):
@@ -505,7 +469,7 @@ class GaussianMixture:
         self._check_fitted()
         source = ValidatedSource(as_source(X), self.means_.shape[1], allow_nan=True)
         mixture = MarginalMixture(self.params_, self.covariance_type)
-        return self._rows_out(
+        return rows_out(
             source, impute_rows(mixture), self.kernel(), (self.means_.shape[1],), np.float64
         )
 
@@ -538,19 +502,10 @@ class GaussianMixture:
     @single_threaded
     def _loglik(self, X, sample_weight):
         source = self._source(X, sample_weight)
-        # Weights are relative: scaled by a power of two into float32's range, and the sums
-        # scaled back (exactly).
-        w_exp = 0
-        if sample_weight is not None and np.size(sample_weight):
-            w_max = np.max(np.asarray(sample_weight, dtype=np.float64))
-            source, w_exp = scale_weights(source, w_max)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if self._allow_nan():
-                mixture = MarginalMixture(self.params_, self.covariance_type)
-                loglik, weight, entropy = loglik_and_entropy_missing(self.kernel(), mixture, source)
-            else:
-                loglik, weight, entropy = loglik_and_entropy(self.kernel(), source)
-        loglik, weight, entropy = (float(np.ldexp(v, -w_exp)) for v in (loglik, weight, entropy))
+        mixture = None
+        if self._allow_nan():
+            mixture = MarginalMixture(self.params_, self.covariance_type)
+        loglik, weight, entropy = weighted_loglik(self.kernel(), mixture, source, sample_weight)
         if weight <= 0:
             raise ValueError("X has no rows (or only zero weights) to score.")
         return loglik, weight, entropy
@@ -593,51 +548,14 @@ class GaussianMixture:
         self._check_fitted()
         n_samples = check_int("n_samples", n_samples, 0)
         rng = check_random_state(random_state)
-        K, D = self.means_.shape
-        counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
-        full = cov.full_covariances(self.covariance_type, self.covariances_, K, D)
-        X = np.empty((n_samples, D))
-        start = 0
-        for k, c in enumerate(counts):
-            X[start : start + c] = rng.multivariate_normal(
-                self.means_[k], full[k], size=c, method="cholesky"
-            )
-            start += c
-        return X, np.repeat(np.arange(K), counts)
+        return draw_samples(self.params_, self.covariance_type, n_samples, rng)
 
     # -- persistence -----------------------------------------------------------------
 
     def to_dict(self):
         """The fitted parameters and options as plain JSON-able values (exact round trip)."""
         self._check_fitted()
-        prior = self.prior_.to_dict() if isinstance(self.prior_, Prior) else None
-        return {
-            "format": FORMAT,
-            "n_components": int(self.n_components),
-            "covariance_type": self.covariance_type,
-            "n_features": int(self.means_.shape[1]),
-            "weights": self.weights_.tolist(),
-            "means": self.means_.tolist(),
-            "covariances": np.asarray(self.covariances_).tolist(),
-            "precisions_cholesky": np.asarray(self.precisions_cholesky_).tolist(),
-            "converged": bool(self.converged_),
-            "n_iter": int(self.n_iter_),
-            "lower_bound": float(self.lower_bound_),
-            "history": [float(v) for v in self.history_],
-            "n_resets": int(self.n_resets_),
-            "reset_iterations": [int(i) for i in self.reset_iterations_],
-            "options": {
-                "tol": float(self.tol),
-                "reg_covar": float(self.reg_covar),
-                "max_iter": int(self.max_iter),
-                "n_init": int(self.n_init),
-                "init": self.init,
-                "chunk_mib": float(self.chunk_mib),
-                "dtype": np.dtype(self.dtype).name,
-                "prior": prior,
-                "missing": self.missing,
-            },
-        }
+        return persist.model_to_dict(self)
 
     @classmethod
     def from_dict(cls, data):
@@ -648,16 +566,3 @@ class GaussianMixture:
         raises ValueError naming the field that is wrong.
         """
         return persist.model_from_dict(cls, data)
-
-
-class _OneBlock:
-    """A one-block chunk source (to validate and process a block of an unsized source)."""
-
-    def __init__(self, x, w):
-        self.x, self.w = x, w
-        self.n_features = x.shape[1]
-        self.n_rows = x.shape[0]
-
-    def chunks(self, max_rows):
-        for a in range(0, self.x.shape[0], max_rows):
-            yield self.x[a : a + max_rows], None if self.w is None else self.w[a : a + max_rows]

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import covariance as cov
 from .mstep import Params
-from .prior import PRIOR_KEYS, resolve_prior
+from .prior import PRIOR_KEYS, Prior, resolve_prior
 
 FORMAT = "gmm.GaussianMixture/1"
 
@@ -162,6 +162,39 @@ def _float_list(values, name):
         return np.array(values, dtype=np.float64)
     except OverflowError:
         raise ModelFieldError(f"{name} holds a number too large for a float") from None
+
+
+def model_to_dict(model):
+    """A fitted :class:`gmm.GaussianMixture`'s parameters and options as plain JSON-able
+    values (exact round trip through :func:`model_from_dict`)."""
+    prior = model.prior_.to_dict() if isinstance(model.prior_, Prior) else None
+    return {
+        "format": FORMAT,
+        "n_components": int(model.n_components),
+        "covariance_type": model.covariance_type,
+        "n_features": int(model.means_.shape[1]),
+        "weights": model.weights_.tolist(),
+        "means": model.means_.tolist(),
+        "covariances": np.asarray(model.covariances_).tolist(),
+        "precisions_cholesky": np.asarray(model.precisions_cholesky_).tolist(),
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "lower_bound": float(model.lower_bound_),
+        "history": [float(v) for v in model.history_],
+        "n_resets": int(model.n_resets_),
+        "reset_iterations": [int(i) for i in model.reset_iterations_],
+        "options": {
+            "tol": float(model.tol),
+            "reg_covar": float(model.reg_covar),
+            "max_iter": int(model.max_iter),
+            "n_init": int(model.n_init),
+            "init": model.init,
+            "chunk_mib": float(model.chunk_mib),
+            "dtype": np.dtype(model.dtype).name,
+            "prior": prior,
+            "missing": model.missing,
+        },
+    }
 
 
 def model_from_dict(cls, data):
