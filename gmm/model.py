@@ -22,6 +22,7 @@ from .chunks import ValidatedSource, summarize
 from .em import FitContext, UserInit, fit_mixture
 from .estep import block_rows, iter_blocks, predict_rows, proba_rows, score_rows
 from .exceptions import ConvergenceWarning, UnobservedRowsWarning
+from .fit_checks import check_fallback_covariance, check_user_init
 from .missing import MarginalMixture, impute_rows, iter_blocks_missing, rows_with_missing
 from .mstep import Params, data_scale
 from .prediction import draw_samples, fitted_kernel, rows_out, weighted_loglik
@@ -173,69 +174,16 @@ class GaussianMixture:
         return check_dtype(self.dtype)
 
     def _check_user_init(self, D):
-        K, ctype = self.n_components, self.covariance_type
-        weights = means = prec_chol = covariances = None
-        if self.weights_init is not None:
-            weights = np.array(self.weights_init, dtype=np.float64)
-            if weights.shape != (K,) or not np.isfinite(weights).all() or (weights < 0).any():
-                raise ValueError(f"weights_init must be {K} non-negative numbers.")
-            if not np.isclose(weights.sum(), 1.0, atol=1e-6):
-                raise ValueError(f"weights_init must sum to 1; they sum to {weights.sum():.6g}.")
-            weights /= weights.sum()
-        if self.means_init is not None:
-            means = np.array(self.means_init, dtype=np.float64)
-            if means.shape != (K, D) or not np.isfinite(means).all():
-                raise ValueError(f"means_init must be a finite array of shape ({K}, {D}).")
-        if self.precisions_init is not None:
-            P = np.array(self.precisions_init, dtype=np.float64)
-            shape = cov.expected_shape(ctype, K, D)
-            if P.shape != shape or not np.isfinite(P).all():
-                raise ValueError(
-                    f"precisions_init for covariance_type={ctype!r} must be a finite array "
-                    f"of shape {shape}; got {P.shape}."
-                )
-            if ctype in ("full", "tied") and not np.allclose(P, np.swapaxes(P, -1, -2)):
-                raise ValueError("precisions_init must be symmetric (and positive definite).")
-            try:
-                if ctype not in ("full", "tied") and (P <= 0).any():
-                    raise ValueError  # checked before the square root, which would warn
-                prec_chol = cov.precision_cholesky_from_precisions(ctype, P)
-            except Exception:
-                prec_chol = None
-            if prec_chol is None or not np.isfinite(prec_chol).all():
-                raise ValueError("precisions_init must be positive definite.")
-            covariances = cov.covariances_from_precision_cholesky(ctype, prec_chol)
-        return UserInit(weights, means, prec_chol, covariances)
+        inits = (self.weights_init, self.means_init, self.precisions_init)
+        return check_user_init(self.n_components, D, self.covariance_type, *inits)
 
     def _check_fallback_covariance(self, summary):
-        """A collapsed component restarts with the data's covariance + reg_covar (in the
-        covariance type's layout), so that must be positive definite in floating point."""
-        D = summary.n_features
-        C = summary.covariance + float(self.reg_covar) * np.eye(D)
-        try:
-            cov.precision_cholesky(
-                self.covariance_type, cov.from_full_covariance(self.covariance_type, C, 1)
-            )
-        except cov.SingularCovarianceError:
-            variance = float(np.trace(summary.covariance)) / D
-            raise ValueError(
-                f"the data's covariance plus reg_covar={self.reg_covar:g} is singular at the "
-                "data's scale (a constant or collinear column, or fewer distinct rows than "
-                "features); set reg_covar to about 1e-6 times the data's variance "
-                f"({variance:.3g}), or rescale the data."
-            ) from None
+        check_fallback_covariance(self.covariance_type, self.reg_covar, summary)
 
     def _warm(self, D):
         """Whether this fit starts from the parameters of the previous one."""
-        return (
-            bool(self.warm_start)
-            and hasattr(self, "means_")
-            and self.means_.shape
-            == (
-                self.n_components,
-                D,
-            )
-        )
+        fitted = hasattr(self, "means_")
+        return bool(self.warm_start) and fitted and self.means_.shape == (self.n_components, D)
 
     def _warm_init(self, D):
         return UserInit(
