@@ -11,7 +11,7 @@ import pytest
 import gmm
 from gmm import FewDistinctPointsWarning, GaussianMixture, select_model
 from gmm.covariance import n_parameters
-from gmm.select import grow_mixture, split_parameters
+from gmm.grow import grow_mixture, split_parameters
 
 
 def _rotation(rng, D):
