@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .covariance import from_full_covariance, log_prior, precision_cholesky
-from .estep import Kernel, estep, worst_rows
+from .estep import Kernel, estep
 from .exceptions import ConvergenceWarning
 from .init import initial_params
 from .missing import FilledSource, estep_missing
 from .mstep import Params, m_step, reset_components
+from .row_outputs import worst_rows
 
 
 @dataclass(frozen=True)

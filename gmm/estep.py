@@ -297,12 +297,9 @@ _clip = getattr(getattr(np, "_core", None), "umath", np).__dict__.get("clip", np
 _min = np.minimum.reduce
 
 
-def _weights(w, dtype):
+def block_weights(w, dtype):
+    """A block's weights in the kernel's dtype (None: all ones)."""
     return None if w is None else np.asarray(w, dtype=dtype)
-
-
-def _dot(ll, w):
-    return float(ll.sum(dtype=np.float64)) if w is None else float(np.dot(ll, w))
 
 
 # -- passes over a source -------------------------------------------------------------
@@ -316,7 +313,7 @@ def accumulate(kernel, source):
     for x, w in source.chunks(kernel.rows):
         if x.shape[0] == 0:
             continue
-        w = _weights(w, kernel.dtype)
+        w = block_weights(w, kernel.dtype)
         L, phi = kernel.logits(x)
         ll = kernel.responsibilities(L, w)
         block_weight = x.shape[0] if w is None else float(w.sum(dtype=np.float64))
@@ -347,7 +344,7 @@ def hard_stats(centres, covariance_type, source, shift, dtype, rows, scale=1.0):
         n = x.shape[0]
         if n == 0:
             continue
-        w = _weights(w, kernel.dtype)
+        w = block_weights(w, kernel.dtype)
         L, phi = kernel.logits(x)
         labels = np.argmax(L, axis=0)
         L[...] = 0.0
@@ -407,107 +404,3 @@ def soft_stats_random(K, covariance_type, source, shift, dtype, rows, key, scale
     centres = np.broadcast_to(kernel.shift, (K, D)).copy()
     M = kernel.unscale_sums(M)
     return SuffStats.from_raw(fmap, M, kernel.shift, centres, 0.0, weight)
-
-
-def iter_blocks(kernel, source):
-    """``(rows, resp, log_prob)`` of every block of ``source``: the block's slice of rows,
-    its responsibilities (K, n) and log p(x) (n,), both in the kernel's reused buffers."""
-    i = 0
-    for x, _ in source.chunks(kernel.rows):
-        n = x.shape[0]
-        L, _ = kernel.logits(x)
-        ll = kernel.normalize(L)
-        yield slice(i, i + n), L, ll
-        i += n
-
-
-def score_rows(kernel, source, out):
-    """Write log p(x) of every row into ``out`` (N,)."""
-    i = 0
-    for x, _ in source.chunks(kernel.rows):
-        n = x.shape[0]
-        L, _ = kernel.logits(x)
-        out[i : i + n] = kernel.normalize(L)
-        i += n
-    return out
-
-
-def predict_rows(kernel, source, out):
-    """Write the index of the most likely component of every row into ``out`` (N,)."""
-    i = 0
-    for x, _ in source.chunks(kernel.rows):
-        n = x.shape[0]
-        L, _ = kernel.logits(x)
-        out[i : i + n] = np.argmax(L, axis=0)
-        i += n
-    return out
-
-
-def proba_rows(kernel, source, out):
-    """Write the responsibilities of every row into ``out`` (N, K)."""
-    i = 0
-    for x, _ in source.chunks(kernel.rows):
-        n = x.shape[0]
-        L, _ = kernel.logits(x)
-        kernel.normalize(L)
-        out[i : i + n] = L.T
-        i += n
-    return out
-
-
-def loglik_and_entropy(kernel, source):
-    """Σ w log p(x), Σ w, and Σ w H(r) with H the entropy of the responsibilities."""
-    loglik = weight = entropy = 0.0
-    for x, w in source.chunks(kernel.rows):
-        if x.shape[0] == 0:
-            continue
-        w = _weights(w, kernel.dtype)
-        L, _ = kernel.logits(x)
-        ll = kernel.normalize(L)
-        loglik += _dot(ll, w)
-        weight += x.shape[0] if w is None else float(w.sum(dtype=np.float64))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rlogr = np.where(L > 0, L * np.log(L), 0.0).sum(axis=0)
-        entropy -= _dot(rlogr, w)
-    return loglik, weight, entropy
-
-
-def worst_rows(kernel, source, count):
-    """The ``count`` distinct rows (of positive weight) with the lowest log-density, worst
-    first; fewer if the data hold fewer distinct rows.
-
-    Distinct, because components reset together must restart at different points: with
-    repeated rows (pixels of one colour) the worst rows are often copies of one point.
-    """
-    best_vals = np.empty(0)
-    best_rows = np.empty((0, source.n_features))
-    for x, w in source.chunks(kernel.rows):
-        n = x.shape[0]
-        if n == 0:
-            continue
-        L, _ = kernel.logits(x)
-        ll = kernel.normalize(L).astype(np.float64)
-        if w is not None:
-            ll[np.asarray(w) <= 0] = np.inf
-        order = np.argsort(ll, kind="stable")
-        order = order[np.isfinite(ll[order])]
-        vals = np.concatenate([best_vals, ll[order]])
-        rows = np.concatenate([best_rows, np.asarray(x[order], dtype=np.float64)])
-        best_vals, best_rows = _first_distinct(vals, rows, count)
-    return best_rows
-
-
-def _first_distinct(vals, rows, count):
-    """The ``count`` lowest values whose rows are all different, in increasing order."""
-    order = np.argsort(vals, kind="stable")
-    seen = set()
-    keep = []
-    for i in order:
-        key = rows[i].tobytes()
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-            if len(keep) == count:
-                break
-    keep = np.asarray(keep, dtype=np.intp)
-    return vals[keep], rows[keep]

@@ -27,7 +27,8 @@ import numpy as np
 
 from .chunks import ChunkSource
 from .covariance import full_covariances
-from .estep import Kernel, accumulate, loglik_and_entropy
+from .estep import Kernel, accumulate
+from .row_outputs import loglik_and_entropy
 from .stats import FeatureMap, SuffStats
 
 

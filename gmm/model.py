@@ -20,7 +20,7 @@ from ._checks import (
 )
 from .chunks import ValidatedSource, summarize
 from .em import FitContext, UserInit, fit_mixture
-from .estep import block_rows, iter_blocks, predict_rows, proba_rows, score_rows
+from .estep import block_rows
 from .exceptions import ConvergenceWarning, UnobservedRowsWarning
 from .fit_checks import check_fallback_covariance, check_user_init
 from .missing import MarginalMixture, impute_rows, iter_blocks_missing, rows_with_missing
@@ -28,6 +28,7 @@ from .mstep import Params, data_scale
 from .prediction import draw_samples, fitted_kernel, rows_out, weighted_loglik
 from .prior import resolve_prior
 from .rescale import feature_scale, scale_weights
+from .row_outputs import iter_blocks, predict_rows, proba_rows, score_rows
 from .sources import as_source
 from .stats import FeatureMap
 

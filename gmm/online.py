@@ -28,11 +28,12 @@ from ._checks import check_random_state
 from .chunks import ChunkSource, DataSummary, summarize
 from .covariance import STATS_KIND, full_covariances
 from .em import FitContext, notifier
-from .estep import Kernel, block_rows, estep, worst_rows
+from .estep import Kernel, block_rows, estep
 from .init import initial_params
 from .missing import FilledSource, estep_missing
 from .mstep import Params, data_scale, m_step, reset_components
 from .prior import resolve_prior
+from .row_outputs import worst_rows
 from .sources import as_source
 from .stats import FeatureMap, SuffStats
 

@@ -6,9 +6,10 @@ import numpy as np
 
 from . import covariance as cov
 from .chunks import ValidatedSource
-from .estep import Kernel, block_rows, loglik_and_entropy
+from .estep import Kernel, block_rows
 from .missing import loglik_and_entropy_missing
 from .rescale import feature_scale, scale_weights
+from .row_outputs import loglik_and_entropy
 from .stats import FeatureMap
 
 
