@@ -52,36 +52,63 @@ def check_chunk(X, w, n_features=None, *, where="X", validate_values=True, allow
     X = np.asarray(X)
     if X.ndim == 1 and n_features == 1:
         X = X[:, None]
-    if X.ndim != 2:
-        raise ValueError(
-            f"{where} must be a 2-D array of shape (n_samples, n_features); got {X.ndim} "
-            "dimension(s). Reshape a single feature with X.reshape(-1, 1)."
-        )
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"{where} must hold real numbers; got dtype {X.dtype}.")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"{where} has {X.shape[1]} features but {n_features} were expected "
-            "(every chunk, and data given to a fitted model, must have the same columns)."
-        )
+    check_block_shape(X, n_features, where)
     if validate_values and X.dtype.kind == "f" and X.size and not np.isfinite(X).all():
         if not allow_nan:
             raise ValueError(f"{where} contains NaN or infinity; remove or impute those rows.")
         if np.isinf(X).any():
             raise ValueError(f"{where} contains infinity; remove those rows or use NaN.")
     if w is not None:
-        w = np.asarray(w)
-        if w.ndim != 1 or w.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"sample_weight must have shape ({X.shape[0]},) to match {where}; got {w.shape}."
-            )
-        if w.dtype.kind not in "biuf":
-            raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}.")
-        if validate_values and w.size and not np.isfinite(w).all():
-            raise ValueError("sample_weight contains NaN or infinity.")
-        if validate_values and w.size and (w < 0).any():
-            raise ValueError("sample_weight must be non-negative; a zero weight removes a row.")
+        w = check_block_weights(w, X.shape[0], where, validate_values=validate_values)
     return X, w
+
+
+RESHAPE_HINT = " Reshape a single feature with X.reshape(-1, 1)."
+
+
+def check_block_shape(X, n_features, where, *, values="real numbers", hint=RESHAPE_HINT):
+    """Refuse a block ``X`` (an array) that is not 2-D, not numeric, or has other columns
+    than ``n_features`` (None: any); ``values`` and ``hint`` complete the messages."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"{where} must be a 2-D array of shape (n_samples, n_features); got {X.ndim} "
+            f"dimension(s).{hint}"
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{where} must hold {values}; got dtype {X.dtype}.")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{where} has {X.shape[1]} features but {n_features} were expected "
+            "(every chunk, and data given to a fitted model, must have the same columns)."
+        )
+
+
+def check_data_array(X):
+    """Refuse a whole data array ``X`` (numpy or dask) that is not 2-D or not numeric."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be a 2-D array of shape (n_samples, n_features); got shape {X.shape}. "
+            "Reshape a single feature with X.reshape(-1, 1)."
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold real numbers; got dtype {X.dtype}.")
+
+
+def check_block_weights(w, n_rows, where, *, validate_values=True):
+    """The weights of a block of ``n_rows`` rows of ``where`` as an array (no copy);
+    refused unless 1-D, numeric and, with ``validate_values``, finite and non-negative."""
+    w = np.asarray(w)
+    if w.ndim != 1 or w.shape[0] != n_rows:
+        raise ValueError(
+            f"sample_weight must have shape ({n_rows},) to match {where}; got {w.shape}."
+        )
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}.")
+    if validate_values and w.size and not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if validate_values and w.size and (w < 0).any():
+        raise ValueError("sample_weight must be non-negative; a zero weight removes a row.")
+    return w
 
 
 def check_random_state(random_state):

@@ -15,7 +15,14 @@ import warnings
 
 import numpy as np
 
-from ._checks import check_choice, check_int, check_random_state, check_real
+from ._checks import (
+    check_block_shape,
+    check_block_weights,
+    check_choice,
+    check_int,
+    check_random_state,
+    check_real,
+)
 from .chunks import DataSummary, weighted_sample
 from .estep import rows_for_budget
 from .exceptions import ConvergenceWarning
@@ -31,18 +38,7 @@ PASS_ROWS = 65536
 def _check_binary(X, w, n_features, where):
     """One block as float64 0/1 values, and its weights; every bad value is refused."""
     X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(
-            f"{where} must be a 2-D array of shape (n_samples, n_features); got {X.ndim} "
-            "dimension(s)."
-        )
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"{where} must hold 0/1 values; got dtype {X.dtype}.")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"{where} has {X.shape[1]} features but {n_features} were expected "
-            "(every chunk, and data given to a fitted model, must have the same columns)."
-        )
+    check_block_shape(X, n_features, where, values="0/1 values", hint="")
     if X.dtype.kind == "f" and X.size and np.isnan(X).any():
         raise ValueError(
             f"{where} contains NaN; a Bernoulli mixture needs every value 0 or 1: drop the "
@@ -56,18 +52,7 @@ def _check_binary(X, w, n_features, where):
             "threshold the data first (e.g. X > 0.5)."
         )
     if w is not None:
-        w = np.asarray(w)
-        if w.ndim != 1 or w.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"sample_weight must have shape ({X.shape[0]},) to match {where}; got {w.shape}."
-            )
-        if w.dtype.kind not in "biuf":
-            raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}.")
-        w = w.astype(np.float64, copy=False)
-        if w.size and not np.isfinite(w).all():
-            raise ValueError("sample_weight contains NaN or infinity.")
-        if w.size and (w < 0).any():
-            raise ValueError("sample_weight must be non-negative; a zero weight removes a row.")
+        w = check_block_weights(w, X.shape[0], where).astype(np.float64, copy=False)
     return Xf, w
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_chunk
+from ._checks import check_chunk, check_data_array
 
 #: Rows per block for simple passes (summary, sampling), which touch only X.
 SIMPLE_PASS_ROWS = 65536
@@ -39,13 +39,7 @@ class ArraySource(ChunkSource):
     def __init__(self, X, sample_weight=None):
         if not isinstance(X, np.ndarray):
             X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(
-                f"X must be a 2-D array of shape (n_samples, n_features); got shape {X.shape}. "
-                "Reshape a single feature with X.reshape(-1, 1)."
-            )
-        if X.dtype.kind not in "biuf":
-            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}.")
+        check_data_array(X)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)
             if sample_weight.shape != (X.shape[0],):

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ._checks import check_data_array
 from .chunks import ArraySource, ChunkSource
 
 DASK_MISSING = "fitting from a dask array needs dask: pip install 'dask[array]'."
@@ -71,13 +72,7 @@ class DaskSource(ChunkSource):
         dask, da = _import_dask()
         if not is_dask_array(X):
             raise ValueError(f"X must be a dask array; got {type(X).__name__}.")
-        if X.ndim != 2:
-            raise ValueError(
-                f"X must be a 2-D array of shape (n_samples, n_features); got shape {X.shape}. "
-                "Reshape a single feature with X.reshape(-1, 1)."
-            )
-        if X.dtype.kind not in "biuf":
-            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}.")
+        check_data_array(X)
         if math.isnan(X.shape[1]):
             raise ValueError("X must have a known number of columns (features).")
         if len(X.chunks[1]) > 1:
