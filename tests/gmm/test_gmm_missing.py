@@ -15,6 +15,8 @@ from scipy.stats import multivariate_normal
 
 from gmm import ConvergenceWarning, GaussianMixture, UnobservedRowsWarning, full_covariances
 
+from .starts import random_precisions
+
 TYPES = ["full", "tied", "diag", "tied_diag", "spherical"]
 FAITHFUL = Path(__file__).parent.parent / "data" / "old_faithful" / "faithful.csv"
 K, D = 3, 3
@@ -40,21 +42,7 @@ def start(covariance_type, X):
     rng = np.random.default_rng(2)
     weights = np.array([0.5, 0.3, 0.2])
     means = np.array([[0.5, 0.2, 0.0], [2.5, 1.5, -0.5], [1.0, 3.0, 2.5]])
-    if covariance_type == "full":
-        precisions = []
-        for k in range(K):
-            B = rng.normal(size=(D, D))
-            precisions.append(B @ B.T + (1.0 + k) * np.eye(D))
-        precisions = np.array(precisions)
-    elif covariance_type == "tied":
-        B = rng.normal(size=(D, D))
-        precisions = B @ B.T + np.eye(D)
-    elif covariance_type == "diag":
-        precisions = rng.uniform(0.3, 3.0, size=(K, D))
-    elif covariance_type == "tied_diag":
-        precisions = rng.uniform(0.3, 3.0, size=D)
-    else:
-        precisions = np.array([0.4, 1.0, 2.5])
+    precisions = random_precisions(covariance_type, rng, K, D)
     return {"weights_init": weights, "means_init": means, "precisions_init": precisions}
 
 

@@ -25,6 +25,8 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from gmm import ConvergenceWarning, GaussianMixture, full_covariances
 
+from .starts import random_precisions
+
 COVARIANCE_TYPES = ["full", "tied", "diag", "tied_diag", "spherical"]
 SKLEARN_TYPES = ["full", "tied", "diag", "spherical"]
 FAITHFUL = Path(__file__).resolve().parents[1] / "data" / "old_faithful" / "faithful.csv"
@@ -47,21 +49,7 @@ def start(covariance_type, X):
     weights = np.array([0.5, 0.3, 0.2])
     means = X[[0, 130, 250]] + 0.5
     rng = np.random.default_rng(1)
-    if covariance_type == "full":
-        prec = []
-        for k in range(K):
-            B = rng.normal(size=(D, D))
-            prec.append(B @ B.T + (1.0 + k) * np.eye(D))
-        precisions = np.array(prec)
-    elif covariance_type == "tied":
-        B = rng.normal(size=(D, D))
-        precisions = B @ B.T + np.eye(D)
-    elif covariance_type == "diag":
-        precisions = rng.uniform(0.3, 3.0, size=(K, D))
-    elif covariance_type == "tied_diag":
-        precisions = rng.uniform(0.3, 3.0, size=D)
-    else:
-        precisions = np.array([0.4, 1.0, 2.5])
+    precisions = random_precisions(covariance_type, rng, K, D)
     return {"weights_init": weights, "means_init": means, "precisions_init": precisions}
 
 
