@@ -167,12 +167,7 @@ def _reset(params, components, collapsed, source, ctx):
     """Restart ``components`` at the rows the healthy components explain worst."""
     healthy = ~collapsed
     if healthy.any():
-        sub = params.copy()
-        sub.weights = sub.weights[healthy] / sub.weights[healthy].sum()
-        sub.means = sub.means[healthy]
-        if ctx.covariance_type not in ("tied", "tied_diag"):
-            sub.covariances = sub.covariances[healthy]
-            sub.precisions_cholesky = sub.precisions_cholesky[healthy]
+        sub = params.subset(healthy, ctx.covariance_type)
         kernel = Kernel.for_params(
             sub, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows, ctx.feature_scale
         )

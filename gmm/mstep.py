@@ -33,6 +33,17 @@ class Params:
             )
         )
 
+    def subset(self, keep, covariance_type):
+        """A copy with only the components ``keep`` (a boolean mask), weights renormalised;
+        shared (tied) covariances stay whole."""
+        sub = self.copy()
+        sub.weights = sub.weights[keep] / sub.weights[keep].sum()
+        sub.means = sub.means[keep]
+        if covariance_type not in ("tied", "tied_diag"):
+            sub.covariances = sub.covariances[keep]
+            sub.precisions_cholesky = sub.precisions_cholesky[keep]
+        return sub
+
 
 @dataclass(frozen=True)
 class DataScale:

@@ -204,12 +204,7 @@ def _reset(params, components, collapsed, source, ctx):
     healthy = ~collapsed
     if not healthy.any():
         return params
-    sub = params.copy()
-    sub.weights = sub.weights[healthy] / sub.weights[healthy].sum()
-    sub.means = sub.means[healthy]
-    if ctx.covariance_type not in ("tied", "tied_diag"):
-        sub.covariances = sub.covariances[healthy]
-        sub.precisions_cholesky = sub.precisions_cholesky[healthy]
+    sub = params.subset(healthy, ctx.covariance_type)
     kernel = Kernel.for_params(sub, ctx.covariance_type, ctx.shift, ctx.dtype, ctx.rows)
     rows = worst_rows(kernel, source, len(components))
     if rows.shape[0] == 0:
