@@ -14,6 +14,7 @@ multi-channel TIFFs that Pillow cannot read are read with tifffile (a dependency
 scikit-image).
 """
 
+import inspect
 import io
 import time
 import warnings
@@ -216,25 +217,14 @@ def _as_dtype(values, dtype):
     return values.astype(dtype)
 
 
-def fill_file(
-    path,
-    out_path,
-    *,
-    mask_path=None,
-    k=8,
-    covariance="full",
-    xy=1.0,
-    sample=250_000,
-    seed=0,
-    max_iter=100,
-    tol=1e-3,
-    overwrite=False,
-    max_pixels=None,
-    on_iteration=None,
-):
-    """Read ``path``, fill its missing and masked pixels (:func:`fill_image`), write
+def fill_file(path, out_path, *, mask_path=None, overwrite=False, max_pixels=None, **fit):
+    """Read ``path``, fill its missing and masked pixels (:func:`fill_image`, which takes the
+    keywords ``fit``: k, covariance, xy, sample, seed, max_iter, tol, on_iteration), write
     ``out_path`` atomically; return a summary dict."""
     t0 = time.perf_counter()
+    # Unknown keywords are refused before any file is read; k and xy go into the summary.
+    chosen = inspect.signature(fill_image).bind(None, None, **fit)
+    chosen.apply_defaults()
     path, out_path = Path(path), Path(out_path)
     if out_path.suffix.lower() not in OUT_SUFFIXES:
         raise SegmentError(
@@ -250,18 +240,7 @@ def fill_file(
     mask = None
     if mask_path is not None:
         mask = read_mask(mask_path, raster.shape, max_pixels=max_pixels)
-    filled, info = fill_image(
-        raster,
-        mask,
-        k=k,
-        covariance=covariance,
-        xy=xy,
-        sample=sample,
-        seed=seed,
-        max_iter=max_iter,
-        tol=tol,
-        on_iteration=on_iteration,
-    )
+    filled, info = fill_image(raster, mask, **fit)
     write_raster(filled, raster.dtype, out_path, overwrite=overwrite)
     model = info["model"]
     H, W = raster.shape
@@ -276,8 +255,8 @@ def fill_file(
         "masked_pixels": 0 if mask is None else int(mask.sum()),
         "filled_pixels": info["n_filled"],
         "filled_values": info["n_values"],
-        "k": k,
-        "xy": xy,
+        "k": chosen.arguments["k"],
+        "xy": chosen.arguments["xy"],
         "n_iter": None if model is None else int(model.n_iter_),
         "converged": None if model is None else bool(model.converged_),
         "seconds": time.perf_counter() - t0,
