@@ -505,9 +505,13 @@ def test_batch_input_named_shared_keeps_clear_of_the_shared_model(tmp_path):
 
 def test_quantize_says_why_ssim_is_undefined(tmp_path):
     save(blocks(1, 1), tmp_path / "px.png")
-    argv = ["quantize", str(tmp_path / "px.png"), "-o", str(tmp_path / "q.png"), "--figures"]
+    # The two runs go in parallel: each writes its own output.
+    argv = ["quantize", str(tmp_path / "px.png"), "--figures"]
     text, js = RT.run_jobs(
-        [{"id": "t", "argv": argv}, {"id": "j", "argv": [*argv, "--json", "--overwrite"]}]
+        [
+            {"id": "t", "argv": [*argv, "-o", str(tmp_path / "text.png")]},
+            {"id": "j", "argv": [*argv, "-o", str(tmp_path / "json.png"), "--json"]},
+        ]
     )
     assert text["code"] == 0 and "SSIM is undefined" in text["stderr"], text["stderr"]
     doc = json.loads(js["stdout"])
