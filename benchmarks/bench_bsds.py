@@ -47,7 +47,7 @@ METHODS = ("ours", "release", "felzenszwalb", "slic", "gmm")
 
 
 def ours(img, settings):
-    from segment.mdl import segment_regions
+    from segment.pipeline import segment_regions
 
     return segment_regions(img, **settings)
 

@@ -23,7 +23,7 @@ from .color import rgb_to_features
 from .hierarchy import merge_regions, region_borders, region_statistics, relabel
 from .regions import connected_regions
 
-__all__ = ["DEFAULTS", "data_features", "describe_regions", "region_features", "segment_regions"]
+__all__ = ["DEFAULTS", "data_features", "describe_regions", "region_features"]
 
 #: Pixels of the reference image size at which the coding constants are set (a BSDS
 #: photo, 481 × 321): a larger image is coded as if it had that many pixels.
@@ -227,65 +227,6 @@ def _dominant_label(labels, regions, n, sizes, mapping, n_final, n_labels):
     best = np.argmax(table, axis=1) if n_final else np.zeros(0, dtype=np.int64)
     out = np.full(n + 1, -1, dtype=np.int64)
     out[live] = best[mapping[live]]
-    return out
-
-
-def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings):
-    """Segment an (H, W, 3) image (uint8, or float in [0, 1]) into regions.
-
-    ``settings`` override :data:`DEFAULTS`. Returns labels (H, W) int32, -1 where invisible.
-    """
-    import warnings
-    from pathlib import Path
-
-    from .features import pixel_data
-    from .fit import fit_data
-    from .imageio.image import Image
-    from .options import FitOptions
-
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown setting(s) {sorted(unknown)}; use {sorted(DEFAULTS)}.")
-    opts = {**DEFAULTS, **settings}
-    image = Image(
-        pixels=np.asarray(pixels),
-        alpha=visible,
-        path=Path("array"),
-        format="array",
-        mode="RGB",
-        frame=0,
-        n_frames=1,
-    )
-    options = FitOptions(
-        k=opts["k"],
-        xy=0.0,
-        space=opts["mixture_space"],
-        smooth=opts["smooth"],
-        min_region=0,
-        regions=0,
-        seed=seed,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        seg = fit_data(pixel_data(image, **options.data_kwargs()), options)
-    labels = seg.label_image()
-    feats = data_features(
-        seg.data,
-        texture=opts["texture"],
-        texture_sigma=opts["texture_sigma"],
-    )
-    out, _ = describe_regions(
-        labels,
-        seg.k,
-        feats,
-        visible=visible,
-        eps=opts["eps"],
-        boundary_bits=opts["boundary_bits"],
-        min_size=opts["min_size"],
-        pre_size=opts["pre_size"],
-        n_regions=n_regions,
-        components=opts["components"],
-    )
     return out
 
 

@@ -10,12 +10,18 @@ relies on that).
 """
 
 import time
+import warnings
 from pathlib import Path
+
+import numpy as np
 
 from .errors import SegmentError
 from .features import NOTHING_TO_SEGMENT, pixel_data
 from .fit import figures_of, fit_data, segmentation_of
+from .imageio.image import Image
 from .imageio.read import iter_frames, load_image
+from .mdl import DEFAULTS, data_features, describe_regions
+from .options import FitOptions
 from .outputs.files import atomic_group
 from .outputs.model_file import ImageInfo
 from .outputs.paths import check_outputs, make_dir, output_paths
@@ -219,3 +225,56 @@ def apply_file(
         soft=soft,
         masks=masks,
     )
+
+
+def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings):
+    """Segment an (H, W, 3) image (uint8, or float in [0, 1]) into regions.
+
+    ``settings`` override :data:`segment.mdl.DEFAULTS`: the region method of
+    ``segment image`` on an array, without files (benchmarks and tests use it).
+    Returns labels (H, W) int32, -1 where invisible.
+    """
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}; use {sorted(DEFAULTS)}.")
+    opts = {**DEFAULTS, **settings}
+    image = Image(
+        pixels=np.asarray(pixels),
+        alpha=visible,
+        path=Path("array"),
+        format="array",
+        mode="RGB",
+        frame=0,
+        n_frames=1,
+    )
+    options = FitOptions(
+        k=opts["k"],
+        xy=0.0,
+        space=opts["mixture_space"],
+        smooth=opts["smooth"],
+        min_region=0,
+        regions=0,
+        seed=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seg = fit_data(pixel_data(image, **options.data_kwargs()), options)
+    labels = seg.label_image()
+    feats = data_features(
+        seg.data,
+        texture=opts["texture"],
+        texture_sigma=opts["texture_sigma"],
+    )
+    out, _ = describe_regions(
+        labels,
+        seg.k,
+        feats,
+        visible=visible,
+        eps=opts["eps"],
+        boundary_bits=opts["boundary_bits"],
+        min_size=opts["min_size"],
+        pre_size=opts["pre_size"],
+        n_regions=n_regions,
+        components=opts["components"],
+    )
+    return out

@@ -10,8 +10,9 @@ from scipy import ndimage
 
 from segment.coding import coding_length, merge_gain, partition_length
 from segment.hierarchy import merge_regions, region_borders, region_statistics, relabel
-from segment.mdl import describe_regions, segment_regions
+from segment.mdl import describe_regions
 from segment.metrics import compare_labels
+from segment.pipeline import segment_regions
 
 
 def naive_length(X, eps):
