@@ -444,6 +444,19 @@ def _segment_stage(engine, spec, todo, report, events):
         report.write("running", force=False)
 
 
+def _shared_written(fitted, source, plot_parts, spec, todo, good, in_dir, out_dir):
+    """Write the fitted shared model; return the labelling spec, its path and the jobs left."""
+    model = fitted[0]
+    seg, doc = shared_document(fitted, source, plot_parts, spec, in_dir, len(good))
+    path = write_shared_model(seg, doc, out_dir, spec.plots)
+    fit = {"iterations": int(model.n_iter_), "converged": bool(model.converged_)}
+    return (
+        replace(spec, model=model, shared_fit=fit),
+        path,
+        [job for job in todo if job.index in good],
+    )
+
+
 def _shared_online(spec, todo, candidates, report, in_dir, out_dir, events):
     """The shared model by one pass of online EM in this process (each image read once)."""
     events.phase("online EM over the images", len(candidates))
@@ -459,15 +472,7 @@ def _shared_online(spec, todo, candidates, report, in_dir, out_dir, events):
     )
     if not good:
         return spec, None, []
-    model = fitted[0]
-    seg, doc = shared_document(fitted, source, plot_parts, spec, in_dir, len(good))
-    path = write_shared_model(seg, doc, out_dir, spec.plots)
-    fit = {"iterations": int(model.n_iter_), "converged": bool(model.converged_)}
-    return (
-        replace(spec, model=model, shared_fit=fit),
-        path,
-        [job for job in todo if job.index in good],
-    )
+    return _shared_written(fitted, source, plot_parts, spec, todo, good, in_dir, out_dir)
 
 
 def _shared_stage(engine, spec, todo, jobs, report, in_dir, out_dir, reuse, events):
@@ -503,12 +508,4 @@ def _shared_stage(engine, spec, todo, jobs, report, in_dir, out_dir, reuse, even
     events.phase("fitting the shared model", spec.options.max_iter * spec.options.n_init)
     client = engine.client if isinstance(engine, DaskEngine) else None
     fitted = fit_shared(source, spec.options, on_iteration=events.iteration, scheduler=client)
-    model = fitted[0]
-    seg, doc = shared_document(fitted, source, plot_parts, spec, in_dir, len(good))
-    path = write_shared_model(seg, doc, out_dir, spec.plots)
-    fit = {"iterations": int(model.n_iter_), "converged": bool(model.converged_)}
-    return (
-        replace(spec, model=model, shared_fit=fit),
-        path,
-        [job for job in todo if job.index in good],
-    )
+    return _shared_written(fitted, source, plot_parts, spec, todo, good, in_dir, out_dir)

@@ -280,14 +280,14 @@ def _quantize_lab(
     figures,
 ):
     """``--space lab``: the mixture palette of :mod:`segment.quantize.run` (one input)."""
-    from ..quantize.run import quantize_file
+    from ..quantize.run import quantize_file_mixture
     from .common import errors_to_exit
 
     with errors_to_exit():
         if len(paths) != 1 or output is None or output.suffix.lower() != ".png":
             raise SegmentError("--space lab takes one input and -o OUTPUT.png.")
         q = quality
-        s = quantize_file(
+        s = quantize_file_mixture(
             paths[0],
             output,
             k=k,

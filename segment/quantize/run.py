@@ -17,7 +17,7 @@ from .palette import FIT_ROWS, MAX_COLOURS
 from .search import Quantizer, check_target, meets_target, not_reached_note, search_k
 
 
-def quantize_file(
+def quantize_file_mixture(
     path,
     out_path,
     *,

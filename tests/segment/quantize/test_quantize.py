@@ -20,7 +20,7 @@ from segment.imageio import load_image
 from segment.metrics import image_figures, row_figures
 from segment.quantize.mapping import NearestColour, PaletteImage, dither_indices, nearest_palette
 from segment.quantize.palette import fit_palette, polish_palette
-from segment.quantize.run import quantize_file
+from segment.quantize.run import quantize_file_mixture as quantize_file
 from segment.quantize.search import search_k
 from segment.ssim import masked_ssim_map
 
