@@ -31,7 +31,7 @@ REFERENCE_PIXELS = 481 * 321
 
 #: Default settings (chosen on BSDS500 train; see the issue note).
 DEFAULTS = dict(
-    k=8,
+    k=10,
     mixture_space="lab",
     smooth=None,
     eps=16.0,

@@ -21,7 +21,7 @@ class FitOptions:
     The defaults are those of ``segment image`` (whose options take them from here).
     """
 
-    k: int = 8
+    k: int = 10
     covariance_type: str = "full"
     space: str = "lab"
     xy: float = 0.0
