@@ -32,15 +32,10 @@ FIT = ["-k", "3", "--max-iter", "10", "-q", "--no-plots"]
 
 
 def _image(path, seed=0, size=(24, 32)):
-    import numpy as np
-    from PIL import Image
+    # numpy and Pillow only when needed: the driver forks the runs (see tests/support).
+    from tests.support.images import gradient
 
-    rng = np.random.default_rng(seed)
-    h, w = size
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x * 7, y * 9, (x + y) * 4], axis=-1) + rng.normal(0, 10, (h, w, 3))
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
-    return path
+    return gradient(path, seed=seed, size=size)
 
 
 def _changed(doc, path, value):
@@ -235,15 +230,7 @@ def _cases(tmp):
 
 def _judge(r, code, pattern, check):
     lines = RT.error_lines(r["stderr"])
-    problems = []
-    if r["timed_out"]:
-        problems.append(f"no answer after {r['wall']:.0f} s")
-    if r["code"] != code:
-        problems.append(f"exit {r['code'] if r['code'] is not None else r['signal']}, not {code}")
-    if "Traceback" in r["stderr"] or "internal error" in r["stderr"]:
-        problems.append("a traceback or internal error")
-    if "Warning" in r["stderr"]:
-        problems.append("a Python warning on stderr")
+    problems = RT.run_problems(r, code)
     if code == 1 and pattern != r"no space":  # a full disk fails every input: one line each
         if len(lines) != 1:
             problems.append(f"{len(lines)} lines on stderr")

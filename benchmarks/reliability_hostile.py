@@ -115,8 +115,8 @@ def _cases(tmp, servers):
          {"argv": ["image", str(b), *_BASE, *o("full")], "stdout": "/dev/full"}, 1,
          r"standard output"),
         (13, "quantize SSIM: two images differing only under a transparent hole",
-         {"pair": [["quantize", str(p), "-k", "4", "--json", "-o", f"{out}/{p.stem}.q.png"]
-                   for p in (one, two)]}, 0, None),
+         {"pair": [["quantize", str(p), "-k", "4", "--json", "--figures",
+                    "-o", f"{out}/{p.stem}.q.png"] for p in (one, two)]}, 0, None),
     ]  # fmt: skip
     return cases
 
@@ -128,15 +128,7 @@ def _describe(argv, tmp):
 
 def _judge(r, code, pattern):
     lines = RT.error_lines(r["stderr"])
-    problems = []
-    if r["timed_out"]:
-        problems.append(f"no answer after {r['wall']:.0f} s")
-    if r["code"] != code:
-        problems.append(f"exit {r['code'] if r['code'] is not None else r['signal']}, not {code}")
-    if "Traceback" in r["stderr"] or "internal error" in r["stderr"]:
-        problems.append("a traceback or internal error")
-    if "Warning" in r["stderr"]:
-        problems.append("a Python warning on stderr")
+    problems = RT.run_problems(r, code)
     if re.search(r"(?<![\w.])nan(?![\w.])", r["stdout"], re.IGNORECASE):  # not nan.tiff
         problems.append("nan in the output")
     if code != 0:

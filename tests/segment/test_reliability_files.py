@@ -19,6 +19,7 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.support import odd_files as RT
+from tests.support.images import gradient as make_image
 
 #: Seconds a refusal may take: a FIFO or an endless stream must not be waited on.
 QUICK = 20.0
@@ -47,15 +48,6 @@ def assert_refused(result, name, *patterns, code=1):
     for pattern in patterns:
         assert re.search(pattern, lines[0]), (pattern, lines[0])
     return lines[0]
-
-
-def make_image(path, seed=0, size=(24, 32)):
-    rng = np.random.default_rng(seed)
-    h, w = size
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x * 7, y * 9, (x + y) * 4], axis=-1) + rng.normal(0, 10, (h, w, 3))
-    PILImage.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,3 +17,13 @@ def stripes(path, colours, *, seed=0, size=(32, 24), noise=5):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
     return path
+
+
+def gradient(path, seed=0, size=(24, 32)):
+    """Write a noisy colour gradient of ``size`` (H, W) as ``path``; return ``path``."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 7, y * 9, (x + y) * 4], axis=-1) + rng.normal(0, 10, (h, w, 3))
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path

@@ -176,6 +176,22 @@ def error_lines(stderr):
     return [line for line in stderr.splitlines() if line.strip()]
 
 
+def run_problems(result, code):
+    """What breaks the README's promises in any run expected to exit with ``code``: a hang,
+    another exit status, a traceback or internal error, a Python warning on stderr."""
+    problems = []
+    if result["timed_out"]:
+        problems.append(f"no answer after {result['wall']:.0f} s")
+    if result["code"] != code:
+        got = result["code"] if result["code"] is not None else result["signal"]
+        problems.append(f"exit {got}, not {code}")
+    if "Traceback" in result["stderr"] or "internal error" in result["stderr"]:
+        problems.append("a traceback or internal error")
+    if "Warning" in result["stderr"]:
+        problems.append("a Python warning on stderr")
+    return problems
+
+
 def judge(row, result, out_dir, *, plots):
     """What became of one corpus file: a dict with ``outcome`` (ok, refused, crash, hang),
     ``category`` (of the error message), ``message`` and ``problems`` (empty = clean)."""
