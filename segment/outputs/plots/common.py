@@ -67,8 +67,8 @@ def check_title(title):
     return title
 
 
-def new_figure(figsize):
-    fig = Figure(figsize=figsize, dpi=100, layout="constrained")
+def new_figure(figsize, layout="constrained"):
+    fig = Figure(figsize=figsize, dpi=100, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -121,5 +121,13 @@ def save_figure(fig, path, *, overwrite=False, dpi=110):
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     with atomic_write(path, overwrite=overwrite) as f:
-        fig.savefig(f, format="png", dpi=float(dpi), facecolor="white")
-    fig.clear()
+        # zlib level 3: nearly level 6's size (figures are mostly flat colour) at 2/3 the time
+        fig.savefig(
+            f, format="png", dpi=float(dpi), facecolor="white", pil_kwargs={"compress_level": 3}
+        )
+    # Removing the axes frees the figure's contents; Figure.clear() would first reset every
+    # axes (rebuilding its ticks), which cost as much as drawing them.
+    for ax in tuple(fig.axes):
+        fig.delaxes(ax)
+    for artists in (fig.legends, fig.texts, fig.images, fig.lines, fig.patches, fig.artists):
+        artists.clear()

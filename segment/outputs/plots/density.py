@@ -12,8 +12,6 @@ from matplotlib import patheffects
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
 
-from gmm import check_random_state
-
 from ...color import default_component_colors
 from .common import (
     HIST_GREY,
@@ -23,6 +21,7 @@ from .common import (
     float_array,
     new_figure,
 )
+from .histograms import density_image, feature_edges, pair_histogram
 
 _MAX_SHOWN_FEATURES = 3
 
@@ -87,29 +86,10 @@ def _check_feature_names(feature_names, D):
     return names
 
 
-def _check_max_points(max_points):
-    if (
-        isinstance(max_points, bool)
-        or not isinstance(max_points, numbers.Integral)
-        or max_points < 1
-    ):
-        raise ValueError(f"max_points must be a positive integer; got {max_points!r}.")
-    return int(max_points)
-
-
-def _scatter_rows(n, sample_weight, max_points, rng):
-    """Indices of at most ``max_points`` rows for the scatter panels, in random order (so no
-    part of the image is always drawn on top)."""
-    m = min(n, max_points)
-    if sample_weight is None:
-        return rng.permutation(n) if m == n else rng.choice(n, size=m, replace=False)
-    # With replacement, rows appear in proportion to their weight (unique colours weighted
-    # by their pixel counts look like the pixels themselves).
-    return rng.choice(n, size=m, replace=True, p=sample_weight / sample_weight.sum())
-
-
-def _used_values(column, sample_weight):
-    return column if sample_weight is None else column[sample_weight > 0]
+def _check_bins(bins):
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 8 <= bins <= 1024:
+        raise ValueError(f"bins must be a whole number from 8 to 1024; got {bins!r}.")
+    return int(bins)
 
 
 def _axis_limits(values):
@@ -123,38 +103,6 @@ def _axis_limits(values):
 
 
 _MAX_BINS = 64
-
-
-_UNIQUE_LIMIT = 4_000_000
-
-
-def _histogram_edges(values):
-    """Bin edges over the data range, at most 64 bins.
-
-    The number of bins follows the number of distinct values (square-root rule), not the
-    number of rows, so unique colours weighted by their counts get the same bins as the
-    pixels themselves. Quantised features (8-bit colours: multiples of 1/255) get edges
-    half-way between the levels and the same number of levels in every bin; edges at
-    arbitrary places would catch 3 levels in one bin and 4 in the next and draw a false
-    comb pattern.
-    """
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        half = max(abs(lo) * 1e-3, 1e-6)
-        return np.array([lo - half, hi + half])
-    if values.size > _UNIQUE_LIMIT:
-        return np.linspace(lo, hi, _MAX_BINS + 1)
-    levels = np.unique(values)
-    if levels.size <= 4096:
-        step = float(np.min(np.diff(levels)))
-        ratio = (levels - lo) / step
-        if np.allclose(ratio, np.round(ratio), atol=1e-3):
-            n_levels = round((hi - lo) / step) + 1
-            per_bin = math.ceil(n_levels / _MAX_BINS)
-            n_edges = math.ceil(n_levels / per_bin) + 1
-            return lo - step / 2 + per_bin * step * np.arange(n_edges)
-    n_bins = int(np.clip(math.sqrt(levels.size), 8, _MAX_BINS))
-    return np.linspace(lo, hi, n_bins + 1)
 
 
 def _density_grid(lo, hi, centers, scales):
@@ -205,20 +153,17 @@ def _component_styles(weights):
     return (0.7 + 1.8 * rel) * thinning, 0.45 + 0.55 * rel
 
 
-def _draw_pair(ax, points, point_colours, mix, i, j, limits, names):
-    """Scatter of features i and j of ``points`` (m, D), then every component's ellipses and
-    mean."""
-    m = points.shape[0]
-    size = float(np.clip(300.0 / math.sqrt(m), 1.0, 16.0))
-    alpha = float(np.clip(0.9 - 0.15 * math.log10(m), 0.2, 0.8))
-    ax.scatter(
-        points[:, i],
-        points[:, j],
-        s=size,
-        c=point_colours,
-        alpha=alpha,
-        linewidths=0,
-        rasterized=True,
+def _draw_pair(ax, grid, mix, i, j, limits, names):
+    """The 2-D histogram image ``grid`` (rgba, x edges, y edges) of features i and j, then
+    every component's ellipses and mean."""
+    rgba, x_edges, y_edges = grid
+    ax.imshow(
+        rgba,
+        extent=(x_edges[0], x_edges[-1], y_edges[0], y_edges[-1]),
+        origin="lower",
+        interpolation="nearest",
+        aspect="auto",
+        gid="data histogram",
         zorder=1,
     )
     mu, cc = mix.means, mix.colours
@@ -247,7 +192,9 @@ def _draw_pair(ax, points, point_colours, mix, i, j, limits, names):
             ellipse.set_path_effects(
                 [patheffects.withStroke(linewidth=lw + 1.4, foreground="white")]
             )
-            ax.add_patch(ellipse)
+            # add_artist, not add_patch: the limits are set below, and updating the data
+            # limits from every ellipse's path cost more than drawing it.
+            ax.add_artist(ellipse)
     ax.scatter(
         mu[:, i],
         mu[:, j],
@@ -263,13 +210,13 @@ def _draw_pair(ax, points, point_colours, mix, i, j, limits, names):
     ax.set_xlabel(names[i])
     ax.set_ylabel(names[j])
     ax.set_box_aspect(1)
+    ax.locator_params(nbins=6)
 
 
-def _draw_marginal(ax, values, sample_weight, mix, d, limits, name):
+def _draw_marginal(ax, values, sample_weight, edges, mix, d, limits, name):
     """Weighted histogram of ``values`` (feature d of X) under the mixture's marginal
     density and its weighted components."""
     lo, hi = limits
-    edges = _histogram_edges(_used_values(values, sample_weight))
     heights, _ = np.histogram(values, bins=edges, weights=sample_weight, density=True)
     centers = mix.means[:, d]
     scales = np.sqrt(mix.covariances[:, d, d])
@@ -323,7 +270,7 @@ def _draw_weight_key(ax, w, cc):
     ax.set_xlabel("mixture weights by component (colour key; numbers are component indices)")
 
 
-def _style_legend_handles(has_pairs, n_shown, n):
+def _style_legend_handles(has_pairs):
     handles = [
         Patch(facecolor=HIST_GREY, label="data histogram"),
         Line2D([], [], color=INK, linewidth=2.2, label="mixture density"),
@@ -343,16 +290,7 @@ def _style_legend_handles(has_pairs, n_shown, n):
                 markeredgecolor="white",
                 label="component mean",
             ),
-            Line2D(
-                [],
-                [],
-                marker="o",
-                linestyle="none",
-                markersize=4,
-                markerfacecolor="#999999",
-                markeredgewidth=0,
-                label=f"samples ({n_shown:,} of {n:,})" if n_shown < n else "samples",
-            ),
+            Patch(facecolor="#999999", label="data (mean colour; fainter = fewer)"),
         ]
     return handles
 
@@ -367,14 +305,14 @@ def plot_density(
     component_colors=None,
     feature_names=None,
     sample_weight=None,
-    max_points=20000,
-    random_state=0,
+    bins=128,
     title=None,
 ):
     """The fitted mixture drawn over the data: pair projections and marginal densities.
 
     Top row, one panel per pair of the first three features (three panels for D >= 3, one
-    for D = 2, none for D = 1): the sample as small points in their own colours, and each
+    for D = 2, none for D = 1): the data as a weighted 2-D histogram (each cell in the mean
+    colour of its rows, more opaque where more weight falls, on a log scale), and each
     component's 1- and 2-sigma ellipses of its projected covariance (solid and dashed,
     thicker and more opaque for larger weights) with its mean. Bottom row, one panel per
     feature (the first three): the weighted histogram of X (density), the mixture's marginal
@@ -384,8 +322,9 @@ def plot_density(
     Parameters
     ----------
     X : array-like of shape (n, D)
-        Feature rows, e.g. a sample of an image's pixels; histograms use all rows, the
-        scatter panels at most ``max_points``.
+        Feature rows: an image's distinct colours (with their pixel counts as
+        ``sample_weight``) or a sample of its pixels. Every row enters the histograms; the
+        cost grows with the rows, and nothing is drawn per row.
     weights : array-like of shape (K,)
         Mixture weights, non-negative, summing to 1.
     means : array-like of shape (K, D)
@@ -399,11 +338,10 @@ def plot_density(
         Axis labels; default ("R", "G", "B") for D = 3, else "x1" .. "xD".
     sample_weight : array-like of shape (n,), optional
         Non-negative row weights (e.g. pixel counts of unique colours): histograms are
-        weighted, and scatter rows are drawn with probability proportional to weight.
-    max_points : int, default 20000
-        Most rows drawn in each scatter panel.
-    random_state : None, int or numpy.random.Generator, default 0
-        Seed of the scatter subsample.
+        weighted.
+    bins : int, default 128
+        Most cells along each axis of a pair panel's 2-D histogram (fewer for few
+        distinct values, and a whole number of levels per cell for quantised features).
     title : str, optional
         Figure title; default names K, D and n.
 
@@ -412,7 +350,8 @@ def plot_density(
     fig : matplotlib.figure.Figure
         In each marginal panel ``lines[0]`` (gid ``"mixture"``) is the mixture density and
         the lines with gid ``"component <k>"`` the weighted components; the ellipse patches
-        carry gid ``"ellipse <k> <s>sigma"``.
+        carry gid ``"ellipse <k> <s>sigma"``, the 2-D histogram image of a pair panel gid
+        ``"data histogram"``.
 
     Raises
     ------
@@ -430,28 +369,37 @@ def plot_density(
     else:
         cc = check_rgb("component_colors", component_colors, K, "component")
     names = _check_feature_names(feature_names, D)
-    max_points = _check_max_points(max_points)
-    rng = check_random_state(random_state)
+    bins = _check_bins(bins)
     title = check_title(title)
 
     shown = min(D, _MAX_SHOWN_FEATURES)
     pairs = list(itertools.combinations(range(shown), 2))
-    limits = [_axis_limits(_used_values(X[:, d], sw)) for d in range(shown)]
+    used = slice(None) if sw is None else sw > 0
+    limits, marginal_edges, grid_edges = [], [], []
+    for d in range(shown):
+        values = X[used, d]
+        limits.append(_axis_limits(values))
+        edges = feature_edges(values, _MAX_BINS, bins)
+        marginal_edges.append(edges[0])
+        grid_edges.append(edges[1])
     mix = _Mixture(w, mu, cov, cc, *_component_styles(w))
-    rows = _scatter_rows(n, sw, max_points, rng) if pairs else np.arange(0)
-    point_colours = "#8a8a8a" if sample_colours is None else sample_colours[rows]
 
-    fig, pair_axes, marginal_axes, key_ax = _density_layout(shown, len(pairs))
+    fig, pair_axes, marginal_axes, key_ax, legend_y = _density_layout(shown, len(pairs))
     for ax, (i, j) in zip(pair_axes, pairs, strict=True):
-        _draw_pair(ax, X[rows], point_colours, mix, i, j, limits, names)
+        mass, colour = pair_histogram(
+            X[:, i], X[:, j], grid_edges[i], grid_edges[j], sw, sample_colours
+        )
+        grid = density_image(mass, colour), grid_edges[i], grid_edges[j]
+        _draw_pair(ax, grid, mix, i, j, limits, names)
     for d, ax in enumerate(marginal_axes):
-        _draw_marginal(ax, X[:, d], sw, mix, d, limits[d], names[d])
+        _draw_marginal(ax, X[:, d], sw, marginal_edges[d], mix, d, limits[d], names[d])
     _draw_weight_key(key_ax, w, cc)
 
-    handles = _style_legend_handles(bool(pairs), rows.size, n)
+    handles = _style_legend_handles(bool(pairs))
     fig.legend(
         handles=handles,
-        loc="outside lower center",
+        loc="lower center",
+        bbox_to_anchor=(0.5, legend_y),
         ncols=min(len(handles), 4 if shown < 3 else 7),
         frameon=False,
         fontsize=9,
@@ -464,14 +412,34 @@ def plot_density(
     return fig
 
 
+#: Margins and gaps of the density figure, in inches: fixed, because a layout engine
+#: (constrained or tight) measures every tick label of every panel, which cost more than
+#: drawing the figure.
+_LEFT, _RIGHT, _TOP, _BOTTOM, _ROW_GAP, _COL_GAP = 0.9, 0.25, 0.55, 0.95, 0.65, 0.95
+
+
 def _density_layout(shown, n_pairs):
-    """Figure and axes: pair panels on top, marginals below, the weight key at the bottom."""
+    """Figure and axes: pair panels on top, marginals below, the weight key at the bottom;
+    and the height (figure fraction) of the legend under the key."""
     n_cols = shown
     width = {1: 6.0, 2: 8.5, 3: 12.5}[shown]
     height_ratios = ([1.25] if n_pairs else []) + [1.0, 0.13]
     height = {1: 4.2, 2: 8.6, 3: 9.6}[shown]
-    fig = new_figure((width, height))
-    grid = fig.add_gridspec(len(height_ratios), n_cols, height_ratios=height_ratios)
+    fig = new_figure((width, height), layout=None)
+    rows = len(height_ratios)
+    cell_w = (width - _LEFT - _RIGHT - (n_cols - 1) * _COL_GAP) / n_cols
+    cell_h = (height - _TOP - _BOTTOM - (rows - 1) * _ROW_GAP) / rows
+    grid = fig.add_gridspec(
+        rows,
+        n_cols,
+        height_ratios=height_ratios,
+        left=_LEFT / width,
+        right=1 - _RIGHT / width,
+        bottom=_BOTTOM / height,
+        top=1 - _TOP / height,
+        wspace=_COL_GAP / cell_w,
+        hspace=_ROW_GAP / cell_h,
+    )
     row = 0
     pair_axes = []
     if n_pairs:
@@ -482,4 +450,4 @@ def _density_layout(shown, n_pairs):
         row = 1
     marginal_axes = [fig.add_subplot(grid[row, c]) for c in range(shown)]
     key_ax = fig.add_subplot(grid[row + 1, :])
-    return fig, pair_axes, marginal_axes, key_ax
+    return fig, pair_axes, marginal_axes, key_ax, 0.05 / height

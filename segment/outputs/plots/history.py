@@ -108,7 +108,13 @@ def plot_loglik(
     if not isinstance(ylabel, str):
         raise ValueError(f"ylabel must be a string; got {type(ylabel).__name__}.")
 
-    fig = new_figure((7.0, 4.2))
+    # Fixed margins (inches): a layout engine measuring the tick labels cost more than the
+    # drawing. The y tick labels are at most 7 characters (the multiplier sits on top).
+    width, height = 7.0, 4.2
+    fig = new_figure((width, height), layout=None)
+    fig.subplots_adjust(
+        left=1.0 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.65 / height
+    )
     ax = fig.add_subplot()
     x = np.arange(1, n + 1)
     ax.plot(

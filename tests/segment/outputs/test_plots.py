@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, StepPatch
 from PIL import Image
@@ -24,6 +23,12 @@ from segment.outputs.plots import (
     plot_density,
     plot_loglik,
     save_figure,
+)
+from segment.outputs.plots.histograms import (
+    bin_index,
+    density_image,
+    feature_edges,
+    pair_histogram,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -414,34 +419,96 @@ def test_density_axis_limits_cover_the_data_with_a_margin(rng):
         assert hi == pytest.approx(X[:, d].max() + 0.05 * span)
 
 
-def _scatter_offsets(fig):
-    ax = next(iter(_pair_axes(fig).values()))
-    # The first collection holds the samples; the means come after them.
-    return next(c for c in ax.collections if isinstance(c, PathCollection)).get_offsets()
+def _histogram_image(ax):
+    (image,) = [im for im in ax.images if im.get_gid() == "data histogram"]
+    return image
 
 
-def test_density_subsample_size_and_seed(rng):
-    X = rng.normal(size=(5000, 2))
-    model = ([1.0], [[0.0, 0.0]], [np.eye(2)])
-    a = _scatter_offsets(plot_density(X, *model, max_points=300, random_state=7))
-    b = _scatter_offsets(plot_density(X, *model, max_points=300, random_state=7))
-    c = _scatter_offsets(plot_density(X, *model, max_points=300, random_state=8))
-    assert a.shape == (300, 2)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    # Drawn without replacement, and from X.
-    assert len({tuple(row) for row in np.asarray(a)}) == 300
-    assert np.isin(np.asarray(a)[:, 0], X[:, 0]).all()
-    assert _scatter_offsets(plot_density(X[:50], *model, max_points=300)).shape == (50, 2)
+def _naive_cells(x, y, x_edges, y_edges, weight, colours):
+    """Per-cell weight and weighted mean colour, one row at a time."""
+    nx, ny = len(x_edges) - 1, len(y_edges) - 1
+    mass = np.zeros((ny, nx))
+    total = np.zeros((ny, nx, 3))
+    for xi, yi, wi, ci in zip(x, y, weight, colours, strict=True):
+        c = min(max(int(np.searchsorted(x_edges, xi, side="right")) - 1, 0), nx - 1)
+        r = min(max(int(np.searchsorted(y_edges, yi, side="right")) - 1, 0), ny - 1)
+        mass[r, c] += wi
+        total[r, c] += wi * ci
+    mean = np.divide(total, mass[..., None], out=np.zeros_like(total), where=mass[..., None] > 0)
+    return mass, mean
 
 
-def test_density_subsample_follows_sample_weight(rng):
-    X = rng.normal(size=(2000, 2))
-    weight = np.where(np.arange(2000) < 1000, 0.0, 1.0)
-    offsets = np.asarray(
-        _scatter_offsets(plot_density(X, [1.0], [[0, 0]], [np.eye(2)], sample_weight=weight))
+def test_pair_histogram_matches_naive_counts_and_colours(rng):
+    x = rng.normal(size=3000)
+    y = rng.uniform(-2, 5, size=3000)
+    weight = rng.integers(0, 6, size=3000).astype(float)
+    colours = rng.uniform(size=(3000, 3))
+    x_edges = np.linspace(x.min(), x.max(), 41)
+    y_edges = np.linspace(y.min(), y.max(), 23)
+    mass, mean = pair_histogram(x, y, x_edges, y_edges, weight, colours)
+    expected, _, _ = np.histogram2d(y, x, bins=[y_edges, x_edges], weights=weight)
+    np.testing.assert_allclose(mass, expected, rtol=1e-12)
+    naive_mass, naive_mean = _naive_cells(x, y, x_edges, y_edges, weight, colours)
+    np.testing.assert_allclose(mass, naive_mass, rtol=1e-12)
+    np.testing.assert_allclose(mean, naive_mean, rtol=1e-9, atol=1e-12)
+    # Unweighted = every weight 1.
+    ones, _ = pair_histogram(x, y, x_edges, y_edges)
+    np.testing.assert_array_equal(ones, np.histogram2d(y, x, bins=[y_edges, x_edges])[0])
+
+
+def test_bin_index_agrees_with_numpy_histogram(rng):
+    values = np.r_[rng.uniform(-1, 3, size=5000), -1.0, 3.0]
+    edges = np.linspace(-1.0, 3.0, 65)
+    counts = np.bincount(bin_index(values, edges), minlength=64)
+    np.testing.assert_array_equal(counts, np.histogram(values, bins=edges)[0])
+
+
+def test_feature_edges_of_8bit_levels_hold_whole_levels():
+    values = np.repeat(np.arange(256) / 255.0, 2)
+    marginal, grid = feature_edges(values, 64, 160)
+    for edges, n_bins in ((marginal, 64), (grid, 128)):
+        assert len(edges) - 1 == n_bins
+        counts = np.bincount(bin_index(values, edges), minlength=n_bins)
+        assert (counts == counts[0]).all()
+
+
+def test_density_image_alpha_follows_the_mass():
+    mass = np.array([[0.0, 1.0], [10.0, 1000.0]])
+    colour = np.zeros((2, 2, 3))
+    colour[1, 1] = [0.2, 0.4, 0.6]
+    rgba = density_image(mass, colour)
+    assert rgba[0, 0, 3] == 0.0
+    assert 0 < rgba[0, 1, 3] < rgba[1, 0, 3] < rgba[1, 1, 3] <= 1.0
+    np.testing.assert_allclose(rgba[1, 1, :3], [0.2, 0.4, 0.6])
+
+
+def test_density_pair_panel_shows_the_weighted_histogram(rng):
+    X = rng.uniform(size=(400, 3))
+    colours = rng.uniform(size=(400, 3))
+    counts = rng.integers(0, 4, size=400)
+    model = ([1.0], [[0.5] * 3], [np.eye(3) * 0.1])
+    fig = plot_density(X, *model, sample_colors=colours, sample_weight=counts, bins=32)
+    ax = _pair_axes(fig)[("R", "G")]
+    image = _histogram_image(ax)
+    rgba = np.asarray(image.get_array())
+    x0, x1, y0, y1 = image.get_extent()
+    used = counts > 0
+    x_edges = np.linspace(x0, x1, rgba.shape[1] + 1)
+    y_edges = np.linspace(y0, y1, rgba.shape[0] + 1)
+    assert x0 == pytest.approx(X[used, 0].min()) and x1 == pytest.approx(X[used, 0].max())
+    mass, mean = _naive_cells(X[:, 0], X[:, 1], x_edges, y_edges, counts, colours)
+    np.testing.assert_array_equal(rgba[..., 3] > 0, mass > 0)
+    filled = mass > 0
+    np.testing.assert_allclose(rgba[..., :3][filled], mean[filled], atol=1e-9)
+    # Weighted rows draw what the repeated rows draw.
+    repeated = plot_density(
+        np.repeat(X, counts, axis=0),
+        *model,
+        sample_colors=np.repeat(colours, counts, axis=0),
+        bins=32,
     )
-    assert np.isin(offsets[:, 0], X[1000:, 0]).all()
+    again = np.asarray(_histogram_image(_pair_axes(repeated)[("R", "G")]).get_array())
+    np.testing.assert_allclose(again, rgba, atol=1e-9)
 
 
 def test_density_uses_given_colours(rng):
@@ -457,13 +524,11 @@ def test_density_uses_given_colours(rng):
     np.testing.assert_allclose(
         _by_gid(ax.patches, "ellipse 1 1sigma").get_edgecolor()[:3], [0.0, 0.0, 1.0]
     )
-    points = next(c for c in ax.collections if isinstance(c, PathCollection))
-    offsets = np.asarray(points.get_offsets())
-    facecolours = points.get_facecolors()[:, :3]
-    # Each point is drawn in the colour of its own row.
-    for row, colour in zip(offsets[:20], facecolours[:20], strict=True):
-        source = np.flatnonzero((X[:, 0] == row[0]) & (X[:, 1] == row[1]))[0]
-        np.testing.assert_allclose(colour, X[source], atol=1e-12)
+    # Without colours the histogram is grey.
+    grey = plot_density(X, weights, means, covariances)
+    rgba = np.asarray(_histogram_image(_pair_axes(grey)[("R", "G")]).get_array())
+    filled = rgba[..., 3] > 0
+    assert np.ptp(rgba[..., :3][filled]) == 0
 
 
 def test_density_accepts_float32_and_does_not_modify_inputs(rng):
@@ -523,8 +588,8 @@ def _valid_density_args():
         ({"feature_names": "RGB"}, "sequence of strings"),
         ({"sample_weight": np.ones(49)}, r"sample_weight must have shape \(50,\)"),
         ({"sample_weight": np.zeros(50)}, "positive sum"),
-        ({"max_points": 0}, "max_points must be a positive integer"),
-        ({"random_state": "seed"}, "random_state must be"),
+        ({"bins": 0}, "bins must be a whole number"),
+        ({"bins": 2.5}, "bins must be a whole number"),
         ({"title": 3}, "title must be a string"),
     ],
 )
