@@ -28,8 +28,11 @@ FEATURE_NAMES = {"rgb": ("R", "G", "B"), "lab": ("L*", "a*", "b*")}
 NOTHING_TO_SEGMENT = "every pixel is fully transparent; there is nothing to segment"
 
 #: Below this many pixels a colour's row is found by binary search in the sorted distinct
-#: colours, above it through a 2^24-entry table (64 MB, ~0.3 s to build).
-SEARCH_PIXELS = 1 << 21
+#: colours, above it through a 2^24-entry table (64 MB; ~0.25 s to build in fresh memory, as
+#: long as a binary search over ~1.5 M pixels, and a lookup then costs ~1/10 of a search).
+#: The labels look every pixel up two or three times within one pass (smoothing, region
+#: statistics), so the table pays from about half a megapixel.
+SEARCH_PIXELS = 1 << 19
 
 
 def rows_per_strip(width, pixels, *, minimum=1):
@@ -138,12 +141,14 @@ class PixelData:
 
     # -- strips of image rows ----------------------------------------------------------
 
-    def _color_rows(self, a, b):
-        """Index into the distinct colours of every pixel of rows [a, b) (8-bit images)."""
+    def _color_rows(self, a, b, step=1):
+        """Index into the distinct colours of every pixel of rows a:b:step, columns ::step
+        (8-bit images)."""
+        pixels8 = self.pixels8[a:b] if step == 1 else self.pixels8[a:b:step, ::step]
         lut = self._lut
         if lut is None and self.shape[0] * self.shape[1] < SEARCH_PIXELS:
             # A small image: a binary search per pixel costs less than building the table.
-            keys = color_keys(self.pixels8[a:b])
+            keys = color_keys(pixels8)
             idx = np.searchsorted(self.unique_keys, keys)
             return np.minimum(idx, len(self.unique_keys) - 1).astype(np.int32)
         if lut is None:
@@ -151,7 +156,7 @@ class PixelData:
             lut[self.unique_keys] = np.arange(len(self.unique_keys), dtype=np.int32)
             if self._lut_users:
                 self._lut = lut  # kept for the rest of the pass
-        return lut[color_keys(self.pixels8[a:b])]
+        return lut[color_keys(pixels8)]
 
     @contextlib.contextmanager
     def strip_pass(self):
@@ -171,6 +176,17 @@ class PixelData:
         if self.pixels8 is not None:
             return self.pixels8[a:b].astype(np.float32) / 255.0
         return _to_unit_rgb(self.pixels[a:b])
+
+    def colour_features(self, a, b, step=1):
+        """Colour features (rows, cols, 3) float32 of image rows a:b:step, columns ::step:
+        looked up in ``color_X`` when the image's distinct colours have them (no conversion
+        per pixel), else converted from the pixels."""
+        if self.pixels8 is not None and self.color_X is not None and self.space != "rgb":
+            rows = self._color_rows(a, b, step)
+            return np.take(self.color_X, rows, axis=0)
+        return rgb_to_features(
+            self.strip_rgb(a, b)[::step, ::step].reshape(-1, 3), self.space
+        ).reshape(-(-(b - a) // step), -(-self.shape[1] // step), 3)
 
     def strip_features(self, a, b):
         """Features ((b-a) W, D) float32 of every pixel of image rows [a, b), invisible ones

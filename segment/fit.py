@@ -55,41 +55,45 @@ class Segmentation:
         """(H, W) labels after smoothing and small-region merging; invisible pixels get
         :func:`transparent_label`. Computed once."""
         if self._labels is None:
-            fill = transparent_label(self.k)
-            dtype = label_dtype(self.k)
-            budget = self.options.chunk_mib
-            release_free_memory()  # the fit's freed temporaries, before full-size arrays
-            if self.smooth > 0 and self.k > 1:
-                labels = smoothed_labels(
-                    self.model,
-                    self.data,
-                    self.smooth,
-                    budget_mib=budget,
-                    out_dtype=dtype,
-                    fill=fill,
-                    totals=self._pixel_totals,
-                )
-            elif self.data.deduplicated:
-                labels = self.data.scatter(self.row_labels.astype(dtype), fill)
-            else:
-                labels = pixel_labels(
-                    self.model, self.data, budget_mib=budget, out_dtype=dtype, fill=fill
-                )
-            if self.options.merge > 0 and self.k > 1:
-                colours = rgb_to_lab(self.quantized_palette.astype(np.float64) / 255.0)
-                merge_similar_neighbours(
-                    labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
-                )
-            if self.options.merges_regions and self.k > 1:
-                release_free_memory()
-                self._describe(labels)
-            elif self.min_region > 1 and self.k > 1:
-                release_free_memory()
-                merge_small_regions(
-                    labels, self.min_region, n_labels=self.k, visible=self.data.visible
-                )
-            self._labels = labels
+            # One pass: the 2^24 colour table of an 8-bit image serves the smoothing and
+            # the region statistics alike (built once, freed at the end).
+            with self.data.strip_pass():
+                self._labels = self._make_labels()
         return self._labels
+
+    def _make_labels(self):
+        fill = transparent_label(self.k)
+        dtype = label_dtype(self.k)
+        budget = self.options.chunk_mib
+        release_free_memory()  # the fit's freed temporaries, before full-size arrays
+        if self.smooth > 0 and self.k > 1:
+            labels = smoothed_labels(
+                self.model,
+                self.data,
+                self.smooth,
+                budget_mib=budget,
+                out_dtype=dtype,
+                fill=fill,
+                totals=self._pixel_totals,
+            )
+        elif self.data.deduplicated:
+            labels = self.data.scatter(self.row_labels.astype(dtype), fill)
+        else:
+            labels = pixel_labels(
+                self.model, self.data, budget_mib=budget, out_dtype=dtype, fill=fill
+            )
+        if self.options.merge > 0 and self.k > 1:
+            colours = rgb_to_lab(self.quantized_palette.astype(np.float64) / 255.0)
+            merge_similar_neighbours(
+                labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
+            )
+        if self.options.merges_regions and self.k > 1:
+            release_free_memory()
+            self._describe(labels)
+        elif self.min_region > 1 and self.k > 1:
+            release_free_memory()
+            merge_small_regions(labels, self.min_region, n_labels=self.k, visible=self.data.visible)
+        return labels
 
     def _describe(self, labels):
         """Merge the connected regions of ``labels`` by description length, in place; each

@@ -132,22 +132,26 @@ def _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals=None)
 
 
 def _block_mean(x, f):
-    """Means of f×f blocks over the last two axes (lengths multiples of f), as sums of f
-    strided slices per axis (numpy reduces fast along contiguous axes only)."""
+    """Means of f×f blocks over the last two axes, each axis extended by its last value to a
+    multiple of f (what ``np.pad(mode="edge")`` gives, without the padded copy), as sums of
+    f strided slices per axis (numpy reduces fast along contiguous axes only)."""
+    h, w = x.shape[-2:]
     cols = x[..., 0::f].copy()
     for j in range(1, f):
-        cols += x[..., j::f]
+        part = x[..., j::f]
+        n = part.shape[-1]
+        cols[..., :n] += part
+        if n < cols.shape[-1]:
+            cols[..., n:] += x[..., w - 1 : w]
     out = cols[..., 0::f, :].copy()
     for i in range(1, f):
-        out += cols[..., i::f, :]
+        part = cols[..., i::f, :]
+        n = part.shape[-2]
+        out[..., :n, :] += part
+        if n < out.shape[-2]:
+            out[..., n:, :] += cols[..., h - 1 : h, :]
     out *= 1.0 / (f * f)
     return out
-
-
-def _pad_to(x, h, w):
-    """Edge-extend the last two axes to lengths h, w."""
-    pad = [(0, 0)] * (x.ndim - 2) + [(0, h - x.shape[-2]), (0, w - x.shape[-1])]
-    return np.pad(x, pad, mode="edge") if any(p[1] for p in pad) else x
 
 
 def _linear(n_full, offset, f, n_low):
@@ -178,27 +182,28 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
         if den is not None:
             m = visible.astype(np.float32)
             logr *= m
-            den[a // f : a // f + hp // f] = _block_mean(_pad_to(m, hp, Wp), f)
-        num[:, a // f : a // f + hp // f] = _block_mean(_pad_to(logr, hp, Wp), f)
+            den[a // f : a // f + hp // f] = _block_mean(m, f)
+        num[:, a // f : a // f + hp // f] = _block_mean(logr, f)
         del logr
     low = _smooth(num, sigma_low, (1, 2))
     if den is not None:
         low /= np.maximum(_smooth(den, sigma_low, (0, 1)), 1e-12)
     labels = np.empty((H, W), dtype=out_dtype)
     cols = _linear(W, 0, f, Wp // f)
+    win = np.argmax(low, axis=0)  # the winner of every block, once for all strips
     for a, b in strips(H, rows_per_strip(W, 1 << 20)):
-        labels[a:b] = _interpolated_argmax(low, _linear(b - a, a, f, Hp // f), cols)
+        labels[a:b] = _interpolated_argmax(low, win, _linear(b - a, a, f, Hp // f), cols)
     if data.visible is not None:
         labels[~data.visible] = fill
     return labels
 
 
-def _interpolated_argmax(low, rows, cols):
+def _interpolated_argmax(low, win, rows, cols):
     """argmax over components of the bilinear interpolation of ``low`` (K, h, w) at the
-    full-resolution grid given by ``rows`` / ``cols`` (see :func:`_linear`)."""
+    full-resolution grid given by ``rows`` / ``cols`` (see :func:`_linear`); ``win`` is
+    ``argmax(low, axis=0)``."""
     r0, r1, wr = rows
     c0, c1, wc = cols
-    win = np.argmax(low, axis=0)
     corners = [win[np.ix_(r, c)] for r in (r0, r1) for c in (c0, c1)]
     out = corners[0].copy()
     undecided = np.zeros(out.shape, dtype=bool)

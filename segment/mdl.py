@@ -60,16 +60,8 @@ def data_features(data, *, texture=0.0, texture_sigma=2.0):
     """:func:`region_features` of a :class:`segment.features.PixelData`: its own CIELAB
     rows when the mixture was fitted on them (no second conversion), else from its
     colours."""
-    W = data.shape[1]
     if data.space == "lab" and texture <= 0:
-
-        def features(a, b, step=1):
-            if step == 1:
-                X, _ = data.strip_features(a, b)
-                return X[:, :3].reshape(b - a, W, 3)
-            return rgb_features(data.strip_rgb(a, b)[::step, ::step])
-
-        return features
+        return data.colour_features
     return region_features(data.strip_rgb, data.shape, texture=texture, texture_sigma=texture_sigma)
 
 

@@ -188,7 +188,7 @@ def test_interpolated_argmax_equals_brute_force():
     low = rng.normal(size=(4, 7, 9)).astype(np.float32)
     rows = labelling._linear(20, 0, 3, 7)
     cols = labelling._linear(26, 0, 3, 9)
-    fast = labelling._interpolated_argmax(low, rows, cols)
+    fast = labelling._interpolated_argmax(low, np.argmax(low, axis=0), rows, cols)
     (r0, r1, wr), (c0, c1, wc) = rows, cols
     wy, wx = wr[:, None], wc[None, :]
     full = (
@@ -198,6 +198,20 @@ def test_interpolated_argmax_equals_brute_force():
         + low[:, r1][:, :, c1] * wy * wx
     )
     assert np.array_equal(fast, np.argmax(full, axis=0))
+
+
+@pytest.mark.parametrize("shape", [(2, 12, 15), (3, 13, 17), (4, 16, 16), (9, 5)])
+@pytest.mark.parametrize("f", [2, 3, 4])
+def test_block_mean_equals_the_mean_of_the_edge_padded_array(shape, f):
+    x = np.random.default_rng(f).normal(size=shape).astype(np.float32)
+    h, w = shape[-2:]
+    pad = [(0, 0)] * (x.ndim - 2) + [(0, -h % f), (0, -w % f)]
+    padded = np.pad(x, pad, mode="edge").astype(np.float64)
+    blocks = padded.reshape(*shape[:-2], padded.shape[-2] // f, f, padded.shape[-1] // f, f)
+    naive = blocks.mean(axis=(-3, -1))
+    fast = labelling._block_mean(x, f)
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(fast, naive, rtol=1e-5, atol=1e-6)
 
 
 def test_loglik_measured_while_labelling_equals_a_separate_pass():
