@@ -141,9 +141,10 @@ class PixelData:
 
     # -- strips of image rows ----------------------------------------------------------
 
-    def _color_rows(self, a, b, step=1):
-        """Index into the distinct colours of every pixel of rows a:b:step, columns ::step
-        (8-bit images)."""
+    def colour_rows(self, a, b, step=1):
+        """Row of ``color_X`` (the distinct colours) of every pixel of image rows a:b:step,
+        columns ::step: (rows, cols) int32 (8-bit images with ``color_X`` only; invisible
+        pixels get an arbitrary row)."""
         pixels8 = self.pixels8[a:b] if step == 1 else self.pixels8[a:b:step, ::step]
         lut = self._lut
         if lut is None and self.shape[0] * self.shape[1] < SEARCH_PIXELS:
@@ -182,7 +183,7 @@ class PixelData:
         looked up in ``color_X`` when the image's distinct colours have them (no conversion
         per pixel), else converted from the pixels."""
         if self.pixels8 is not None and self.color_X is not None and self.space != "rgb":
-            rows = self._color_rows(a, b, step)
+            rows = self.colour_rows(a, b, step)
             return np.take(self.color_X, rows, axis=0)
         return rgb_to_features(
             self.strip_rgb(a, b)[::step, ::step].reshape(-1, 3), self.space
@@ -204,7 +205,7 @@ class PixelData:
         elif self.pixels8 is not None:
             if self._color_XT is None:
                 self._color_XT = np.ascontiguousarray(self.color_X.T, dtype=np.float32)
-            np.take(self._color_XT, self._color_rows(a, b).ravel(), axis=1, out=out[:3])
+            np.take(self._color_XT, self.colour_rows(a, b).ravel(), axis=1, out=out[:3])
         else:
             out[:3] = rgb_to_features(self.strip_rgb(a, b).reshape(-1, 3), self.space).T
         if self.xy:

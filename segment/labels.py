@@ -92,14 +92,41 @@ def smoothed_labels(
         return _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals)
 
 
-def _strip_logr(model, data, lo, hi, K, W, core, totals):
+def colour_table(model, data):
+    """Clipped log-responsibilities (K, C) float32 and log-likelihoods (C,) of an image's
+    distinct colours, when its pixels' features are looked up in them (8-bit, colour
+    features only), else None.
+
+    The E-step then runs once per colour instead of once per pixel (photos have 5-30 times
+    fewer colours than pixels), and each pixel's values are gathered: the same numbers, as
+    the E-step treats every row on its own.
+    """
+    if data.pixels8 is None or data.color_X is None or data.xy:
+        return None
+    ll = np.empty(len(data.color_X), dtype=np.float64)
+    logr = log_responsibilities(model, data.color_X, ll)
+    np.maximum(logr, LOG_FLOOR, out=logr)
+    return logr, ll
+
+
+def _strip_logr(model, data, lo, hi, K, W, core, totals, table=None):
     """Clipped log-responsibilities (K, hi-lo, W) of image rows [lo, hi), and the visible
     mask; the log-likelihood of the visible pixels of the ``core`` rows [a, b) is added to
-    ``totals`` (a dict with 'loglik' and 'pixels'), which the figures reuse."""
-    X, visible = data.strip_features(lo, hi)
-    ll = np.empty(X.shape[0], dtype=np.float64) if totals is not None else None
-    logr = log_responsibilities(model, X, ll).reshape(K, hi - lo, W)
-    np.maximum(logr, LOG_FLOOR, out=logr)
+    ``totals`` (a dict with 'loglik' and 'pixels'), which the figures reuse. ``table``:
+    :func:`colour_table` of the image, or None."""
+    if table is None:
+        X, visible = data.strip_features(lo, hi)
+        ll = np.empty(X.shape[0], dtype=np.float64) if totals is not None else None
+        logr = log_responsibilities(model, X, ll).reshape(K, hi - lo, W)
+        np.maximum(logr, LOG_FLOOR, out=logr)
+    else:
+        rows = data.colour_rows(lo, hi).ravel().astype(np.intp)
+        visible = None if data.visible is None else data.visible[lo:hi]
+        logr = np.empty((K, rows.size), dtype=np.float32)
+        for k in range(K):  # one 1-D gather per component: faster than a 2-D take
+            np.take(table[0][k], rows, out=logr[k])
+        logr = logr.reshape(K, hi - lo, W)
+        ll = table[1][rows] if totals is not None else None
     if totals is not None:
         a, b = core
         rows = ll.reshape(hi - lo, W)[a - lo : b - lo]
@@ -116,9 +143,10 @@ def _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals=None)
     halo = smoothing_halo(sigma)
     height = strip_height((H, W), K, budget_mib, halo)
     labels = np.empty((H, W), dtype=out_dtype)
+    table = colour_table(model, data)
     for a, b in strips(H, height):
         lo, hi = max(0, a - halo), min(H, b + halo)
-        logr, visible = _strip_logr(model, data, lo, hi, K, W, (a, b), totals)
+        logr, visible = _strip_logr(model, data, lo, hi, K, W, (a, b), totals, table)
         if data.visible is not None:
             m = visible.astype(np.float32)
             logr *= m
@@ -176,8 +204,9 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
     num = np.empty((K, Hp // f, Wp // f), dtype=np.float32)
     den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
     height = max(f, strip_height((H, W), K, budget_mib) // f * f)
+    table = colour_table(model, data)
     for a, b in strips(H, height):
-        logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals)
+        logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals, table)
         hp = -(-(b - a) // f) * f
         if den is not None:
             m = visible.astype(np.float32)
