@@ -147,23 +147,23 @@ class PixelData:
         pixels get an arbitrary row)."""
         pixels8 = self.pixels8[a:b] if step == 1 else self.pixels8[a:b:step, ::step]
         lut = self._lut
-        if lut is None and self.shape[0] * self.shape[1] < SEARCH_PIXELS:
-            # A small image: a binary search per pixel costs less than building the table.
+        if lut is None and (self.shape[0] * self.shape[1] < SEARCH_PIXELS or not self._lut_users):
+            # A small image, or a lookup outside a pass over the image: a binary search per
+            # pixel costs less than building the table.
             keys = color_keys(pixels8)
             idx = np.searchsorted(self.unique_keys, keys)
             return np.minimum(idx, len(self.unique_keys) - 1).astype(np.int32)
         if lut is None:
             lut = np.zeros(1 << 24, dtype=np.int32)
             lut[self.unique_keys] = np.arange(len(self.unique_keys), dtype=np.int32)
-            if self._lut_users:
-                self._lut = lut  # kept for the rest of the pass
+            self._lut = lut  # kept for the rest of the pass
         return lut[color_keys(pixels8)]
 
     @contextlib.contextmanager
     def strip_pass(self):
         """A pass over the strips of the image: the colour-to-row lookup table of an 8-bit
         image (2^24 int32, 64 MiB) is built once for the pass and freed when the outermost
-        pass ends. Outside a pass, :meth:`strip_features` builds it for each call."""
+        pass ends. Outside a pass, colours are looked up by binary search."""
         self._lut_users += 1
         try:
             yield self

@@ -3,6 +3,7 @@ a range of k and covariance types; a fit on a sample is polished by EM passes ov
 pixels. :class:`Segmentation` is the fitted model with what it says of the image (labels,
 PSNR, figures)."""
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from .color import features_to_rgb, rgb_to_lab, rgb_to_uint8
 from .errors import SegmentError
 from .features import PixelData, pixel_data
 from .labels import pixel_labels, smoothed_labels
-from .mdl import data_features, describe_regions
+from .mdl import data_features, describe_regions, sampling_step
 from .memory import release_free_memory
 from .metrics import labels_psnr, psnr
 from .options import FitOptions
@@ -55,13 +56,15 @@ class Segmentation:
         """(H, W) labels after smoothing and small-region merging; invisible pixels get
         :func:`transparent_label`. Computed once."""
         if self._labels is None:
-            # One pass: the 2^24 colour table of an 8-bit image serves the smoothing and
-            # the region statistics alike (built once, freed at the end).
-            with self.data.strip_pass():
-                self._labels = self._make_labels()
+            with contextlib.ExitStack() as colour_table:
+                # One pass: the 2^24 colour table of an 8-bit image (64 MiB) serves the
+                # smoothing and, when they read every pixel, the region statistics; those of
+                # a large image read a grid of pixels, looked up without it.
+                colour_table.enter_context(self.data.strip_pass())
+                self._labels = self._make_labels(colour_table.close)
         return self._labels
 
-    def _make_labels(self):
+    def _make_labels(self, release_colour_table):
         fill = transparent_label(self.k)
         dtype = label_dtype(self.k)
         budget = self.options.chunk_mib
@@ -88,6 +91,8 @@ class Segmentation:
                 labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
             )
         if self.options.merges_regions and self.k > 1:
+            if sampling_step(self.data.shape[0] * self.data.shape[1]) > 1:
+                release_colour_table()
             release_free_memory()
             self._describe(labels)
         elif self.min_region > 1 and self.k > 1:
