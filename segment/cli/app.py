@@ -10,6 +10,7 @@ import typer
 
 from .. import interrupts
 from . import apply, batch, binary, compare, fill, image, quantize
+from .coercion import lean_coercion
 from .common import FAILURES, fail, out_console
 from .streams import GuardedStream, StdoutError, silence_stdout, warning_as_note
 
@@ -75,7 +76,7 @@ def _command_for(argv):
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     single.registered_commands.append(info)
-    return typer.main.get_command(single), f"segment {name}"
+    return lean_coercion(typer.main.get_command(single)), f"segment {name}"
 
 
 def main(argv=None):

@@ -163,9 +163,15 @@ def _readable_extensions():
 _IDENTIFY_ONLY = frozenset({"MPEG"})
 
 
-#: Lower-case file extensions (".png", ".jpg", ...) of the formats this Pillow can decode,
-#: for picking image files out of a folder.
-READABLE_EXTENSIONS: frozenset[str] = _readable_extensions()
+def __getattr__(name):
+    # READABLE_EXTENSIONS: lower-case file extensions (".png", ".jpg", ...) of the formats
+    # this Pillow can decode, for picking image files out of a folder. Computed when first
+    # asked for: Image.init() imports every Pillow plugin, tens of milliseconds of the
+    # start-up of commands that open one file (Image.open loads the plugins it needs).
+    if name == "READABLE_EXTENSIONS":
+        value = globals()[name] = _readable_extensions()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _validate_frame(frame):

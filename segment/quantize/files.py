@@ -96,6 +96,18 @@ def read_metadata(path, orientation):
 COMPRESS_LEVEL = {1: 9, 2: 9, 3: 6, 4: 4, 5: 4, 6: 4, 7: 2, 8: 2, 9: 1, 10: 1}
 
 
+def compress_level(speed, colours):
+    """zlib level of a palette PNG of ``colours`` colours written at ``speed``.
+
+    With more than 128 colours the indices of a photo repeat little, and zlib's lazy
+    matching (levels 4 and up) gains little on them: from speed 4 on such files use level
+    2 (sample photos, k = 256: 0.8 % larger than level 4, still 8 % smaller than pngquant's,
+    25 % less encoding time). With fewer colours level 4 is 5–10 % smaller than level 2.
+    """
+    level = COMPRESS_LEVEL[speed]
+    return min(level, 2) if colours > 128 and speed >= 4 else level
+
+
 def encode_png(indices, palette, visible=None, metadata=None, compress_level=6):
     """PNG bytes of a palette image (transparent pixels take one more entry)."""
     from PIL import Image as PILImage
@@ -208,7 +220,7 @@ def quantize_file(
     metadata = {} if strip else read_metadata(path, image.orientation)
     if not strip and image.icc_profile is None:
         metadata.pop("icc_profile", None)  # a non-RGB profile no longer fits the pixels
-    data = encode_png(indices, pal, visible, metadata, COMPRESS_LEVEL[speed])
+    data = encode_png(indices, pal, visible, metadata, compress_level(speed, len(pal)))
     in_size = path.stat().st_size
     if skip_if_larger and len(data) > in_size:
         raise OutputLarger(

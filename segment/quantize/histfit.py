@@ -15,18 +15,22 @@ import numpy as np
 
 from .histogram import nearest_colour
 
-#: Speed (1 = slowest, best; 10 = fastest) → (bits dropped per channel, Lloyd iterations).
+#: Speed (1 = slowest, best; 10 = fastest) → (bits dropped per channel, Lloyd iterations for
+#: k > 32, Lloyd iterations for k <= 32, then iterations on the exact histogram for k <= 32).
+#: Many colours lose little to few iterations (3 instead of 5 at speed 4: 0.016 dB at k = 64,
+#: 0.013 dB at k = 256 on the sample photos); few colours are fitted on coarse cells, whose
+#: iterations are cheap, and polished on the exact colours (0.04–0.06 dB at k = 16).
 SPEEDS = {
-    1: (0, 40),
-    2: (1, 20),
-    3: (1, 10),
-    4: (2, 5),
-    5: (2, 4),
-    6: (2, 3),
-    7: (3, 2),
-    8: (3, 1),
-    9: (3, 0),
-    10: (4, 0),
+    1: (0, 40, 40, 0),
+    2: (1, 20, 40, 5),
+    3: (1, 10, 40, 5),
+    4: (2, 3, 20, 5),
+    5: (2, 3, 16, 3),
+    6: (2, 2, 12, 0),
+    7: (3, 2, 8, 0),
+    8: (3, 1, 4, 0),
+    9: (3, 0, 0, 0),
+    10: (4, 0, 0, 0),
 }
 
 
@@ -184,7 +188,9 @@ def fit_histogram_palette(rows, weight, k, *, seed=0, max_iter=16):
 def order_palette(palette):
     """Distinct colours of a uint8 palette, ordered dark to light (luma, then value)."""
     p = np.asarray(palette, dtype=np.uint8).reshape(-1, 3).astype(np.uint32)
-    keys = np.unique((p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2])
+    # Sorted distinct keys without np.unique, which imports numpy.ma (start-up time).
+    keys = np.sort((p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2])
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     pal = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
     luma = pal.astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722])
     return pal[np.lexsort((pal[:, 2], pal[:, 1], pal[:, 0], luma))]
