@@ -82,9 +82,7 @@ class LeanCoercion:
                 from typer._param_types import coerce_cli_path
 
                 try:
-                    return coerce_cli_path(
-                        Path(value), info, path_type=Path, param=param, ctx=ctx
-                    )
+                    return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
                 except Exception:
                     raise _Delegate from None
         elif kind == "enum":
