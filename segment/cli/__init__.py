@@ -12,6 +12,17 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from .app import app, main
+from .app import main
+
+# Importing the submodule bound its name here; ``segment.cli.app`` is the Typer app instead.
+globals().pop("app", None)
 
 __all__ = ["app", "main"]
+
+
+def __getattr__(name):
+    if name == "app":  # the whole Typer app, built when first asked for (see .app)
+        from .app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The Typer app: the commands of the modules beside this one, ``--version``, and
 :func:`main`, the entry point that turns every error into one line and an exit status."""
 
+import importlib
 import signal
 import sys
 import warnings
@@ -9,20 +10,30 @@ from typing import Annotated
 import typer
 
 from .. import interrupts
-from . import apply, batch, binary, compare, fill, image, quantize
 from .coercion import lean_coercion
 from .common import FAILURES, fail, out_console
 from .streams import GuardedStream, StdoutError, silence_stdout, warning_as_note
 
-app = typer.Typer(
-    name="segment",
-    help="Segment and colour-quantise images with Gaussian mixture models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+#: The commands, each in the module of this package of the same name, which defines
+#: ``<name>_cmd`` and ``EPILOG`` and knows nothing of the app. A command line that names a
+#: command imports only that command's module (start-up time: the others bring rich's
+#: progress bars and more).
+COMMANDS = ("image", "apply", "quantize", "compare", "batch", "fill", "binary")
+
+
+def _typer(**settings):
+    return typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="markdown",
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **settings,
+    )
+
+
+def _register(typer_app, name):
+    module = importlib.import_module(f"{__package__}.{name}")
+    typer_app.command(name, epilog=module.EPILOG)(getattr(module, f"{name}_cmd"))
 
 
 def _version(value: bool):
@@ -33,7 +44,6 @@ def _version(value: bool):
         raise typer.Exit()
 
 
-@app.callback(help="Segment and colour-quantise images with Gaussian mixture models fitted by EM.")
 def _main(
     version: Annotated[
         bool | None,
@@ -43,6 +53,34 @@ def _main(
     ] = None,
 ):
     pass
+
+
+_WHOLE = []
+
+
+def _whole_app():
+    """The whole Typer app (every command), built once."""
+    if not _WHOLE:
+        whole = _typer(
+            name="segment",
+            help="Segment and colour-quantise images with Gaussian mixture models.",
+            no_args_is_help=True,
+        )
+        whole.callback(
+            help="Segment and colour-quantise images with Gaussian mixture models fitted by EM."
+        )(_main)
+        for name in COMMANDS:
+            _register(whole, name)
+        _WHOLE.append(whole)
+    return _WHOLE[0]
+
+
+def __getattr__(name):
+    # ``app`` is built when first asked for: the entry point builds only the command named
+    # on the command line.
+    if name == "app":
+        return _whole_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _terminated = []
@@ -63,19 +101,13 @@ def _interrupt(signum, frame):
 
 def _command_for(argv):
     """The click command to run and its name: only the command named first on the command
-    line when there is one (building every command's parameters costs more start-up than
+    line when there is one (importing and building every command costs more start-up than
     ``segment quantize`` spends on a small image), else the whole app."""
     name = argv[0] if argv else None
-    info = next((c for c in app.registered_commands if c.name == name), None)
-    if info is None:
-        return typer.main.get_command(app), "segment"
-    single = typer.Typer(
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        rich_markup_mode="markdown",
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
-    single.registered_commands.append(info)
+    if name not in COMMANDS:
+        return lean_coercion(typer.main.get_command(_whole_app())), "segment"
+    single = _typer()
+    _register(single, name)
     return lean_coercion(typer.main.get_command(single)), f"segment {name}"
 
 
@@ -121,13 +153,3 @@ def main(argv=None):
     if guarded.failed:
         silence_stdout()
     sys.exit(code)
-
-
-# The commands live in modules of their own, which know nothing of the app.
-app.command("image", epilog=image.EPILOG)(image.image_cmd)
-app.command("apply", epilog=apply.EPILOG)(apply.apply_cmd)
-app.command("quantize", epilog=quantize.EPILOG)(quantize.quantize_cmd)
-app.command("compare", epilog=compare.EPILOG)(compare.compare_cmd)
-app.command("batch", epilog=batch.EPILOG)(batch.batch_cmd)
-app.command("fill", epilog=fill.EPILOG)(fill.fill_cmd)
-app.command("binary", epilog=binary.EPILOG)(binary.binary_cmd)

@@ -80,7 +80,7 @@ def _events(quiet):
                     TextColumn("left"),
                     TimeRemainingColumn(),
                     TextColumn("{task.fields[current]}"),
-                    console=err_console,
+                    console=err_console.console,
                     transient=True,
                 )
 

@@ -7,15 +7,35 @@ import math
 import sys
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import SegmentError
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class LazyConsole:
+    """A rich ``Console`` made when first used (any attribute is the console's): importing
+    rich costs tens of milliseconds of start-up, which a command that prints nothing
+    (``segment quantize --quiet``) need not pay."""
+
+    def __init__(self, **settings):
+        self._settings = settings
+        self._console = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._settings)
+        return self._console
+
+    def __getattr__(self, name):
+        return getattr(self.console, name)
 
 
-out_console = Console(highlight=False, soft_wrap=True)
+err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+out_console = LazyConsole(highlight=False, soft_wrap=True)
 
 
 #: Error lines printed by this process (main() says "interrupted" if nothing else did).
@@ -54,13 +74,15 @@ def errors_to_exit():
 def progress_display(quiet):
     if quiet or not err_console.is_terminal:
         return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("iter {task.completed:>3.0f}"),
         TextColumn("{task.fields[value]}"),
         TimeElapsedColumn(),
-        console=err_console,
+        console=err_console.console,
         transient=True,
     )
 
