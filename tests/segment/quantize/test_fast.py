@@ -131,6 +131,39 @@ def test_lloyd_never_increases_the_error_and_psnr_is_exact():
     assert all(b <= a + 1e-6 for a, b in itertools.pairwise(errs))
 
 
+def test_exact_polish_of_small_palettes_lowers_the_error(monkeypatch):
+    """k <= 32: the Lloyd iterations on the exact colours after the fit on coarse cells
+    lower the exact squared error (against the same fit without them)."""
+    import segment.quantize.quantizer as quantizer
+    from segment.quantize.histfit import SPEEDS
+
+    hist = Histogram.of(photo_like(shape=(90, 120), seed=7))
+    polished = quantizer.fit_palette(hist, 16)
+    assert SPEEDS[4][3] > 0
+    monkeypatch.setitem(SPEEDS, 4, (*SPEEDS[4][:3], 0))
+    plain = quantizer.fit_palette(hist, 16)
+    assert hist.sse(polished)[0] < hist.sse(plain)[0]
+    # --max-iter bounds the polish too: none at all with 0.
+    monkeypatch.undo()
+    none = quantizer.fit_palette(hist, 16, max_iter=0)
+    assert hist.sse(none)[0] > hist.sse(polished)[0]
+
+
+def test_compress_level_by_speed_and_colours():
+    from segment.quantize.files import COMPRESS_LEVEL, compress_level
+
+    idx = np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8)
+    pal = np.random.default_rng(1).integers(0, 256, (256, 3)).astype(np.uint8)
+    assert compress_level(4, 256) == 2 and compress_level(4, 128) == COMPRESS_LEVEL[4]
+    assert compress_level(1, 256) == 9 and compress_level(10, 256) == 1
+    from segment.quantize.files import encode_png
+
+    # Any level gives the same pixels back.
+    for level in (1, 2, 9):
+        im = Image.open(io.BytesIO(encode_png(idx, pal, compress_level=level)))
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), pal[idx])
+
+
 def test_quality_and_helpers():
     assert parse_quality("30-40") == (30.0, 40.0)
     assert parse_quality("35") == (None, 35.0)
