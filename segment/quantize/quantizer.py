@@ -98,8 +98,8 @@ def fit_palette(hist, k, *, speed=4, seed=0, max_iter=None, tol=1e-4, posterize=
     The work per Lloyd iteration grows with k (up to the candidate grid's width), so small
     palettes (k <= 32) are fitted on cells twice as coarse, with more iterations and extra
     starts (weighted k-means++ seeds besides the variance splits; the lowest squared error
-    wins), then polished by a few Lloyd iterations on the exact colours: local optima and
-    the cells' coarseness matter most with few colours.
+    wins), then polished by Lloyd iterations on cells 4× finer: local optima and the
+    cells' coarseness matter most with few colours.
 
     Returns
     -------
@@ -112,7 +112,7 @@ def fit_palette(hist, k, *, speed=4, seed=0, max_iter=None, tol=1e-4, posterize=
     bits = min(4, bits + (few and bits > 0))
     if len(hist.keys) <= k and not posterize:
         return order_palette(hist.colours().astype(np.uint8))
-    # An exact iteration costs more as k passes the dense nearest-colour search (k > 24),
+    # A polishing iteration costs more as k passes the dense nearest-colour search (k > 24),
     # and extra starts help little beyond k = 16 (none at k = 32 on the sample photos).
     polish = polish * 16 // max(k, 16)
     if max_iter is None:
@@ -135,8 +135,8 @@ def fit_palette(hist, k, *, speed=4, seed=0, max_iter=None, tol=1e-4, posterize=
         if sse < best_sse:
             best, best_sse = centres, sse
     if few and polish and bits > 0:
-        exact = keys_to_rgb(hist.keys, np.float64)
-        best, _ = lloyd(exact, hist.counts.astype(np.float64), best, max_iter=polish, tol=tol)
+        rows, weight = binned(hist.keys, hist.counts, max(0, bits - 2))
+        best, _ = lloyd(rows, weight, best, max_iter=polish, tol=tol)
     pal = np.clip(np.rint(best), 0, 255).astype(np.uint8)
     return order_palette(posterize_palette(pal, posterize))
 
