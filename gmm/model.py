@@ -263,7 +263,7 @@ class GaussianMixture:
             dtype=dtype,
             rows=block_rows(K, fmap, dtype, self.chunk_mib),
             shift=summary.mean,
-            scale=data_scale(summary, float(self.reg_covar), K),
+            scale=data_scale(summary, float(self.reg_covar), K, dtype=dtype),
             missing=summary.has_missing,
             feature_scale=feature_scale(np.diag(summary.covariance)),
         )

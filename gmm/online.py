@@ -155,7 +155,7 @@ def start(est, source, summary, dtype, rng, *, continue_fitted):
         dtype=dtype,
         rows=block_rows(K, fmap, dtype, est.chunk_mib),
         shift=np.array(shift, dtype=np.float64),
-        scale=data_scale(summary, reg, K),
+        scale=data_scale(summary, reg, K, dtype=dtype, shift=shift),
     )
     # With missing values, initialisation sees the mean-filled rows (as in batch EM).
     points = FilledSource(source, summary.mean) if summary.has_missing else source
@@ -180,7 +180,9 @@ def step(state, source, summary, alpha):
     state.s = (1.0 - eta) * state.s + eta * s
     state.q = (1.0 - eta) * state.q + eta * q
     state.t += 1
-    scale = data_scale(state.summary, ctx.reg_covar, ctx.n_components)
+    scale = data_scale(
+        state.summary, ctx.reg_covar, ctx.n_components, dtype=ctx.dtype, shift=ctx.shift
+    )
     state.ctx = ctx = replace(ctx, scale=scale)
     W = state.summary.total_weight
     running = _centred(kind, state.n, state.s, state.q, ctx.shift, state.params.means, W)

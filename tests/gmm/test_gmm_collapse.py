@@ -255,3 +255,46 @@ def test_resets_use_distinct_rows(covariance_type):
     weighted = fit_quietly(base, np.full(len(base), 5.0), max_iter=10, **kw)
     repeated = fit_quietly(np.repeat(base, 5, axis=0), max_iter=10, **kw)
     np.testing.assert_allclose(weighted.means_, repeated.means_, rtol=1e-8)
+
+
+def _saturated_rows(rng):
+    """Photo-like rows: three spread clusters and a third of the rows exactly equal and far
+    from the mean (clipped pixels, e.g. pure black in CIELAB)."""
+    spread = [
+        rng.normal(centre, scale, size=(6000, 3))
+        for centre, scale in (
+            ([60.0, 10.0, 20.0], 6.0),
+            ([40.0, -20.0, 5.0], 4.0),
+            ([80.0, 0.0, -30.0], 8.0),
+        )
+    ]
+    return np.vstack([np.zeros((9000, 3)), *spread])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_identical_rows_in_float32_are_not_a_collapse(covariance_type):
+    """A cluster of identical rows with reg_covar > 0 is a bounded, legitimate component:
+    float32 rounding of its scatter must not make it look singular (it used to be reset
+    again and again, the objective dropping each time). The fit matches float64's."""
+    X = _saturated_rows(np.random.default_rng(0))
+    fits = {}
+    for dtype in (np.float32, np.float64):
+        model = GaussianMixture(
+            4, covariance_type=covariance_type, random_state=0, dtype=dtype, max_iter=200
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            model.fit(X)
+        assert model.n_resets_ == 0, dtype
+        assert (np.diff(model.history_) >= -1e-6 * abs(model.history_[-1])).all(), dtype
+        assert_healthy(model, X)
+        fits[dtype] = model
+    order = {d: np.argsort(m.means_[:, 0]) for d, m in fits.items()}
+    np.testing.assert_allclose(
+        fits[np.float32].means_[order[np.float32]],
+        fits[np.float64].means_[order[np.float64]],
+        atol=0.05,
+    )
+    # The identical rows are one component with (almost) no spread in float32 too.
+    spike = fits[np.float32].means_[order[np.float32][0]]
+    np.testing.assert_allclose(spike, 0.0, atol=1e-3)
