@@ -381,6 +381,17 @@ def _uniform_subset(n, m, rng):
 SPACE_RANGE = {"rgb": 1.0, "lab": 100.0}
 
 
+def quantisation_variance(space):
+    """Variance of the rounding of 8-bit colours in ``space``'s units: one step of 1/255 of
+    the space's range, as uniform noise (step² / 12).
+
+    The mixture's covariances are regularised by it (``reg_covar``): the data hold no detail
+    finer than one step, and a component on a clipped colour (pure black or white, many
+    identical pixels) then has the spread of a step instead of collapsing onto a point.
+    """
+    return (SPACE_RANGE[space] / 255.0) ** 2 / 12.0
+
+
 def _fit_rows(data, max_rows, seed):
     """Fill ``X`` / ``rgb`` with all visible pixels, or a uniform sample of ``max_rows``."""
     H, W = data.shape

@@ -14,7 +14,7 @@ from gmm import COVARIANCE_TYPES
 
 from .color import features_to_rgb, rgb_to_lab, rgb_to_uint8
 from .errors import SegmentError
-from .features import PixelData, pixel_data
+from .features import PixelData, pixel_data, quantisation_variance
 from .labels import pixel_labels, smoothed_labels
 from .mdl import data_features, describe_regions, sampling_step
 from .memory import release_free_memory
@@ -208,9 +208,12 @@ def fit_data(data, options, on_iteration=None, *, where="image"):
 
 def gmm_options(options, dtype=None):
     """Estimator arguments of ``options`` common to every fit."""
+    reg_covar = options.reg_covar
+    if reg_covar is None:
+        reg_covar = quantisation_variance(options.space)
     out = dict(
         tol=options.tol,
-        reg_covar=options.reg_covar,
+        reg_covar=reg_covar,
         max_iter=options.max_iter,
         n_init=options.n_init,
         init=options.init,

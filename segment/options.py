@@ -31,7 +31,7 @@ class FitOptions:
     init: str = "kmeans"
     n_init: int = 1
     prior: bool = False
-    reg_covar: float = 1e-6
+    reg_covar: float | None = None  # None: segment.features.quantisation_variance(space)
     chunk_mib: float = 64.0
     smooth: float | None = None
     min_region: int | None = None
@@ -82,7 +82,7 @@ class FitOptions:
             f"restarts (n-init) must be at least 1; got {self.n_init}.",
         )
         _check(
-            _finite(self.reg_covar) and self.reg_covar >= 0,
+            self.reg_covar is None or (_finite(self.reg_covar) and self.reg_covar >= 0),
             f"reg-covar must be a finite number >= 0; got {self.reg_covar}.",
         )
         _check(

@@ -22,7 +22,7 @@ from segment.batch import SharedPixels, find_inputs, fit_shared, run_batch
 from segment.batch import jobs as batch_jobs
 from segment.batch import run as batch_run
 from segment.cli import app
-from segment.features import pixel_data
+from segment.features import pixel_data, quantisation_variance
 from segment.imageio import load_image
 from segment.options import FitOptions
 from segment.outputs.files import TEMP_PREFIX
@@ -460,9 +460,11 @@ def start_params(k=3):
 
 
 def fit64(X, w=None, *, init=None):
-    """The reference: 8 EM iterations in float64 from a fixed start."""
+    """The reference: 8 EM iterations in float64 from a fixed start, regularised as
+    ``FitOptions(space="rgb")`` is."""
     init = init or start_params()
-    model = gmm.GaussianMixture(3, tol=0.0, max_iter=8, dtype=np.float64, **init)
+    reg = quantisation_variance("rgb")
+    model = gmm.GaussianMixture(3, tol=0.0, max_iter=8, dtype=np.float64, reg_covar=reg, **init)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmm.ConvergenceWarning)
         return model.fit(X, sample_weight=w)
