@@ -264,8 +264,12 @@ def palette_image(indices, palette, visible=None):
     return PILImage.fromarray(np.dstack([rgb, alpha])), {}
 
 
-def write_palette_png(path, indices, palette, visible=None, *, overwrite=False):
+def write_palette_png(path, indices, palette, visible=None, *, icc_profile=None, overwrite=False):
+    """``palette[indices]`` as a PNG (see :func:`palette_image`), tagged with
+    ``icc_profile`` (bytes) when given: the colours are then read in that colour space."""
     im, params = palette_image(indices, palette, visible)
+    if icc_profile:
+        params["icc_profile"] = icc_profile
     return write_bytes(
         path, png_bytes(im, optimize=False, compress_level=6, **params), overwrite=overwrite
     )

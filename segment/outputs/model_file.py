@@ -36,11 +36,17 @@ class ImageInfo:
     format: str
     frame: int
     n_frames: int
+    icc_profile: bytes | None = None
 
     @classmethod
     def of(cls, image):
         return cls(
-            Path(image.path), image.mode, image.format, int(image.frame), int(image.n_frames)
+            Path(image.path),
+            image.mode,
+            image.format,
+            int(image.frame),
+            int(image.n_frames),
+            getattr(image, "icc_profile", None),
         )
 
 

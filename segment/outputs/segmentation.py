@@ -16,8 +16,15 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     write_palette_png(
         paths["segmented"], labels, segmented_palette(seg.k), visible, overwrite=overwrite
     )
+    # The quantised colours are means of the input's pixel values, so they are in the
+    # input's colour space: its ICC profile says which (the display colours are sRGB).
     write_palette_png(
-        paths["quantized"], labels, seg.quantized_palette, visible, overwrite=overwrite
+        paths["quantized"],
+        labels,
+        seg.quantized_palette,
+        visible,
+        icc_profile=getattr(image, "icc_profile", None),
+        overwrite=overwrite,
     )
     write_labels_png(paths["labels"], labels, seg.k, visible, overwrite=overwrite)
     del labels
