@@ -5,6 +5,7 @@ command declares its options and calls one library function; every :class:`Segme
 becomes one line on stderr and exit status 1 (usage errors are Typer's, status 2)."""
 
 import os
+import signal
 
 # The per-chunk matrix products of EM are small: a multi-threaded BLAS only synchronises its
 # threads (and oversubscribes the cores when batch runs several workers). Set before numpy
@@ -12,10 +13,23 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from .app import main
 
-# Importing the submodule bound its name here; ``segment.cli.app`` is the Typer app instead.
-globals().pop("app", None)
+def _interrupted_while_loading(signum, frame):
+    # Nothing is written yet, so there is nothing to clean up: one line and the status of
+    # an interrupt, not a traceback from the middle of an import.
+    os.write(2, b"segment: error: interrupted.\n")
+    os._exit(130)
+
+
+def main(argv=None):
+    """Entry point of the ``segment`` script (see :func:`segment.cli.app.main`)."""
+    # A Ctrl-C while the command's modules load (typer, numpy: the first few tenths of a
+    # second) stops as a later one does; app.main installs the handlers of a running command.
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+    from .app import main as run
+
+    return run(argv)
+
 
 __all__ = ["app", "main"]
 

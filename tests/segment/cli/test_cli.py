@@ -2,8 +2,10 @@
 a real process shows (exit status, stderr, entry points)."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +302,22 @@ def test_k_chosen_by_bic(tmp_path):
     best = min(table, key=lambda row: row["bic"])
     assert (best["k"], best["covariance_type"]) == (3, s["covariance_type"])
     assert run("image", src, "-k", "3:x", "-o", out).exit_code == 2
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.03, 0.08, 0.15, 0.3])
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, delay):
+    """A Ctrl-C at any moment of start-up (imports included) ends with status 130 and one
+    line, never a traceback from our code. (Before Python itself has finished starting,
+    the interpreter reports it: that part is not ours.)"""
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "in.png")
+    cmd = [sys.executable, "-m", "segment", "image", str(tmp_path / "in.png"), "-o", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if err.startswith("Fatal Python error: init_import_site"):
+        return
+    assert "Traceback" not in err, err
+    assert proc.returncode in (130, -signal.SIGINT, 0), (proc.returncode, err)
+    if proc.returncode == 130:
+        assert err.strip().splitlines()[-1] == "segment: error: interrupted."
