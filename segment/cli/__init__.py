@@ -4,6 +4,7 @@ progress in :mod:`.common`, and :mod:`.app`, which composes them into one Typer 
 command declares its options and calls one library function; every :class:`SegmentError`
 becomes one line on stderr and exit status 1 (usage errors are Typer's, status 2)."""
 
+import importlib
 import os
 import signal
 
@@ -26,9 +27,16 @@ def main(argv=None):
     # A Ctrl-C while the command's modules load (typer, numpy: the first few tenths of a
     # second) stops as a later one does; app.main installs the handlers of a running command.
     signal.signal(signal.SIGINT, _interrupted_while_loading)
-    from .app import main as run
+    return _app_module().main(argv)
 
-    return run(argv)
+
+def _app_module():
+    """The module :mod:`segment.cli.app`. Loading a submodule binds its name in the package;
+    here ``segment.cli.app`` is the Typer app instead (see ``__getattr__``)."""
+    module = importlib.import_module(f"{__name__}.app")
+    if globals().get("app") is module:
+        del globals()["app"]
+    return module
 
 
 __all__ = ["app", "main"]
@@ -36,7 +44,5 @@ __all__ = ["app", "main"]
 
 def __getattr__(name):
     if name == "app":  # the whole Typer app, built when first asked for (see .app)
-        from .app import app
-
-        return app
+        return _app_module().app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
