@@ -219,25 +219,34 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
         low /= np.maximum(_smooth(den, sigma_low, (0, 1)), 1e-12)
     labels = np.empty((H, W), dtype=out_dtype)
     cols = _linear(W, 0, f, Wp // f)
-    win = np.argmax(low, axis=0)  # the winner of every block, once for all strips
+    winners = _block_winners(low, out_dtype)  # once for all strips
     for a, b in strips(H, rows_per_strip(W, 1 << 20)):
-        labels[a:b] = _interpolated_argmax(low, win, _linear(b - a, a, f, Hp // f), cols)
+        labels[a:b] = _interpolated_argmax(low, winners, _linear(b - a, a, f, Hp // f), cols)
     if data.visible is not None:
         labels[~data.visible] = fill
     return labels
 
 
-def _interpolated_argmax(low, win, rows, cols):
+def _block_winners(low, dtype):
+    """The winner of every block (argmax over the components of ``low`` (K, h, w)) as
+    ``dtype``, and whether it also wins the blocks right, below and below-right of it (the
+    last row and column are their own neighbours, as in :func:`_linear`)."""
+    win = np.argmax(low, axis=0).astype(dtype)
+    ext = np.pad(win, ((0, 1), (0, 1)), mode="edge")
+    agree = (ext[:-1, 1:] == win) & (ext[1:, :-1] == win) & (ext[1:, 1:] == win)
+    return win, agree
+
+
+def _interpolated_argmax(low, winners, rows, cols):
     """argmax over components of the bilinear interpolation of ``low`` (K, h, w) at the
-    full-resolution grid given by ``rows`` / ``cols`` (see :func:`_linear`); ``win`` is
-    ``argmax(low, axis=0)``."""
+    full-resolution grid given by ``rows`` / ``cols`` (see :func:`_linear`); ``winners``
+    from :func:`_block_winners`. A pixel whose four surrounding blocks share a winner takes
+    it (it wins any convex combination of them); only the others are interpolated."""
+    win, agree = winners
     r0, r1, wr = rows
     c0, c1, wc = cols
-    corners = [win[np.ix_(r, c)] for r in (r0, r1) for c in (c0, c1)]
-    out = corners[0].copy()
-    undecided = np.zeros(out.shape, dtype=bool)
-    for other in corners[1:]:
-        undecided |= other != corners[0]
+    out = win.take(r0, axis=0).take(c0, axis=1)
+    undecided = ~agree.take(r0, axis=0).take(c0, axis=1)
     yy, xx = np.nonzero(undecided)
     if yy.size:
         wy, wx = wr[yy], wc[xx]

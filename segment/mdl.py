@@ -15,6 +15,8 @@ The number of regions follows from the photo; ``n_regions`` cuts the same hierar
 given number instead.
 """
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -144,7 +146,8 @@ def describe_regions(
     H, W = regions.shape
     step = sampling_step(H * W)
     *stats, seen = region_statistics(features, regions, n, step=step)
-    _fill_unseen(stats, seen, labels, n_labels, regions)
+    label_of = functools.cache(functools.partial(_label_of, labels, regions, n))
+    _fill_unseen(stats, seen, label_of, n_labels)
     edges = region_borders(regions, n)
     visible_pixels = float(stats[0][1:].sum())
     # Larger images are coded as if they had the reference size; smaller ones as they are
@@ -162,7 +165,7 @@ def describe_regions(
     )
     mapping = result.mapping
     if components:
-        mapping = _dominant_label(labels, regions, n, stats[0], mapping, result.n_final, n_labels)
+        mapping = _dominant_label(label_of, n, stats[0], mapping, result.n_final, n_labels)
     if out is not None and visible is not None:
         # Pixels outside ``visible`` keep their value in ``out``.
         lut = np.append(mapping, -1).astype(np.int64)
@@ -176,15 +179,16 @@ def describe_regions(
     return relabel(regions, mapping, out=out), result
 
 
-def _fill_unseen(stats, seen, labels, n_labels, regions):
+def _fill_unseen(stats, seen, label_of, n_labels):
     """Regions no grid pixel fell in (a few pixels each) get the mean and covariance of
-    their label (mixture component), pooled over the regions of that label that were."""
+    their label (mixture component), pooled over the regions of that label that were;
+    ``label_of()`` gives each region's label."""
     n, s, q = stats
     unseen = np.flatnonzero((seen == 0) & (n > 0))
     unseen = unseen[unseen > 0]
     if not len(unseen):
         return
-    label_of = _label_of(labels, regions, len(n) - 1)
+    label_of = label_of()
     ok = np.flatnonzero(seen > 0)
     ok = ok[ok > 0]
     cn = np.bincount(label_of[ok], weights=n[ok], minlength=n_labels)
@@ -210,9 +214,10 @@ def _label_of(labels, regions, n):
     return label_of
 
 
-def _dominant_label(labels, regions, n, sizes, mapping, n_final, n_labels):
-    """Map initial region -> label of ``labels`` covering most of its final region."""
-    label_of = _label_of(labels, regions, n)
+def _dominant_label(label_of, n, sizes, mapping, n_final, n_labels):
+    """Map initial region -> label covering most of its final region (``label_of()``: the
+    label of each initial region)."""
+    label_of = label_of()
     live = np.flatnonzero(mapping >= 0)
     table = np.zeros((n_final, n_labels))
     np.add.at(table, (mapping[live], label_of[live]), sizes[live])

@@ -186,9 +186,12 @@ def labels_psnr(data, labels, palette):
     sq = 0.0
     n = 0
     for a, b in strips(H, rows_per_strip(W, 1 << 20)):
-        err = ((data.strip_rgb(a, b) - pal[np.minimum(labels[a:b], len(pal) - 1)]) ** 2).mean(
-            axis=2
-        )
+        diff = data.strip_rgb(a, b)
+        diff -= pal[np.minimum(labels[a:b], len(pal) - 1)]
+        np.square(diff, out=diff)
+        # The mean over the channels written out: the same float32 sums in the same order
+        # as .mean(axis=2), whose reduction over a length-3 axis costs five times more.
+        err = (diff[..., 0] + diff[..., 1] + diff[..., 2]) / np.float32(3)
         if data.visible is not None:
             err = err[data.visible[a:b]]
         if np.isnan(err).any():  # pixels missing a channel: their observed ones count
