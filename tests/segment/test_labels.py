@@ -249,6 +249,36 @@ def test_regions_by_strips_equal_one_labelling(connectivity):
     assert pairs.shape[1] == n
 
 
+def _regions_label_by_label(labels, n_labels, visible, structure):
+    """Reference: each label's mask labelled on its own, ids offset label after label."""
+    out = np.zeros(labels.shape, dtype=np.int32)
+    offset = 0
+    for k in range(n_labels):
+        mask = labels == k
+        if visible is not None:
+            mask &= visible
+        lab, n = ndimage.label(mask, structure=structure)
+        out[mask] = lab[mask] + offset
+        offset += n
+    return out, offset
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_regions_are_numbered_as_labelling_each_label_in_turn(connectivity, alpha):
+    rng = np.random.default_rng(connectivity)
+    labels = ndimage.zoom(rng.integers(0, 5, (30, 40)), 3, order=0).astype(np.uint8)
+    labels[rng.random(labels.shape) < 0.1] = 2
+    labels[rng.random(labels.shape) < 0.01] = 7  # outside [0, n_labels): no region
+    visible = rng.random(labels.shape) > 0.05 if alpha else None
+    structure = ndimage.generate_binary_structure(2, connectivity)
+    # one strip: the ids themselves must agree, not only the partition
+    fast, n = regions._regions(labels, 5, visible, structure, rows=10_000)
+    reference, m = _regions_label_by_label(labels, 5, visible, structure)
+    assert n == m
+    np.testing.assert_array_equal(fast, reference)
+
+
 @pytest.mark.parametrize("alpha", [False, True])
 def test_pixel_features_equal_the_distinct_colour_features(alpha):
     """RGB features are computed from the pixels (no colour table); they must be exactly
