@@ -124,6 +124,11 @@ def save_density_plot(model, path, *, X, rgb, weight, space, palette, overwrite)
     if not complete.all():
         X, rgb = X[complete], rgb[complete]
         weight = None if weight is None else weight[complete]
+    rows = (
+        f"{len(X):,} pixels"
+        if weight is None
+        else f"{weight.sum():,.0f} pixels, {len(X):,} distinct colours"
+    )
     fig = plot_density(
         X,
         m.weights_,
@@ -133,6 +138,7 @@ def save_density_plot(model, path, *, X, rgb, weight, space, palette, overwrite)
         component_colors=palette / 255.0,
         feature_names=FEATURE_NAMES[space],
         sample_weight=weight,
+        title=f"Gaussian mixture density: K = {K} component{'s' if K != 1 else ''}, {rows}",
     )
     save_figure(fig, path, overwrite=overwrite)
 
