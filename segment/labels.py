@@ -129,12 +129,20 @@ def _strip_logr(model, data, lo, hi, K, W, core, totals, table=None):
         ll = table[1][rows] if totals is not None else None
     if totals is not None:
         a, b = core
-        rows = ll.reshape(hi - lo, W)[a - lo : b - lo]
-        if visible is not None:
-            rows = rows[visible[a - lo : b - lo]]
-        totals["loglik"] = totals.get("loglik", 0.0) + float(rows.sum())
-        totals["pixels"] = totals.get("pixels", 0) + int(rows.size)
+        _add_totals(
+            totals,
+            ll.reshape(hi - lo, W)[a - lo : b - lo],
+            None if visible is None else visible[a - lo : b - lo],
+        )
     return logr, visible
+
+
+def _add_totals(totals, ll, visible):
+    """Add the log-likelihoods ``ll`` (rows, W) of the visible pixels to ``totals``."""
+    if visible is not None:
+        ll = ll[visible]
+    totals["loglik"] = totals.get("loglik", 0.0) + float(ll.sum())
+    totals["pixels"] = totals.get("pixels", 0) + int(ll.size)
 
 
 def _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals=None):
@@ -163,7 +171,7 @@ def _block_mean(x, f):
     """Means of f×f blocks over the last two axes, each axis extended by its last value to a
     multiple of f (what ``np.pad(mode="edge")`` gives, without the padded copy), as sums of
     f strided slices per axis (numpy reduces fast along contiguous axes only)."""
-    h, w = x.shape[-2:]
+    w = x.shape[-1]
     cols = x[..., 0::f].copy()
     for j in range(1, f):
         part = x[..., j::f]
@@ -171,6 +179,42 @@ def _block_mean(x, f):
         cols[..., :n] += part
         if n < cols.shape[-1]:
             cols[..., n:] += x[..., w - 1 : w]
+    return _row_means(cols, f)
+
+
+def _gathered_block_mean(table, rows, f, weight=None):
+    """:func:`_block_mean` of ``table[:, rows]`` (times ``weight``), (K, h, w) for ``rows``
+    (h, w) indices into the columns of ``table`` (K, C), without making that array: each
+    column phase is gathered and added at once (the same float32 sums in the same order)."""
+    K = table.shape[0]
+    h, w = rows.shape
+    n_cols = -(-w // f)
+    cols = np.empty((K, h, n_cols), dtype=np.float32)
+    edge = rows[:, w - 1 : w]
+    for j in range(f):
+        index = np.ascontiguousarray(rows[:, j::f])
+        n = index.shape[1]
+        scale = None if weight is None else weight[:, j::f]
+        for k in range(K):
+            part = np.take(table[k], index)
+            if scale is not None:
+                part *= scale
+            if j == 0:
+                cols[k] = part
+                continue
+            cols[k, :, :n] += part
+            if n < n_cols:
+                last = np.take(table[k], edge)
+                if weight is not None:
+                    last *= weight[:, w - 1 : w]
+                cols[k, :, n:] += last
+    return _row_means(cols, f)
+
+
+def _row_means(cols, f):
+    """Second half of :func:`_block_mean`: sums of f strided row slices of the column sums,
+    the last row extended, divided by f²."""
+    h = cols.shape[-2]
     out = cols[..., 0::f, :].copy()
     for i in range(1, f):
         part = cols[..., i::f, :]
@@ -206,14 +250,25 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
     height = max(f, strip_height((H, W), K, budget_mib) // f * f)
     table = colour_table(model, data)
     for a, b in strips(H, height):
-        logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals, table)
         hp = -(-(b - a) // f) * f
+        low_rows = slice(a // f, a // f + hp // f)
+        if table is not None:
+            # Straight from the colours' table to the block sums: no full-resolution array.
+            visible = None if data.visible is None else data.visible[a:b]
+            m = None if visible is None else visible.astype(np.float32)
+            rows = data.colour_rows(a, b).astype(np.intp)
+            if totals is not None:
+                _add_totals(totals, table[1][rows], visible)
+            num[:, low_rows] = _gathered_block_mean(table[0], rows, f, m)
+        else:
+            logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals)
+            m = None if visible is None else visible.astype(np.float32)
+            if m is not None:
+                logr *= m
+            num[:, low_rows] = _block_mean(logr, f)
+            del logr
         if den is not None:
-            m = visible.astype(np.float32)
-            logr *= m
-            den[a // f : a // f + hp // f] = _block_mean(m, f)
-        num[:, a // f : a // f + hp // f] = _block_mean(logr, f)
-        del logr
+            den[low_rows] = _block_mean(m, f)
     low = _smooth(num, sigma_low, (1, 2))
     if den is not None:
         low /= np.maximum(_smooth(den, sigma_low, (0, 1)), 1e-12)

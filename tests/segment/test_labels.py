@@ -218,6 +218,20 @@ def test_block_mean_equals_the_mean_of_the_edge_padded_array(shape, f):
     np.testing.assert_allclose(fast, naive, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("f", [2, 3, 5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gathered_block_mean_equals_the_block_mean_of_the_gathered_array(f, weighted):
+    rng = np.random.default_rng(f)
+    table = rng.normal(size=(4, 50)).astype(np.float32)
+    rows = rng.integers(0, 50, size=(13, 17))
+    weight = (rng.random((13, 17)) > 0.3).astype(np.float32) if weighted else None
+    x = table[:, rows]
+    if weighted:
+        x = x * weight
+    fast = labelling._gathered_block_mean(table, rows, f, weight)
+    np.testing.assert_array_equal(fast, labelling._block_mean(x, f))
+
+
 def test_loglik_measured_while_labelling_equals_a_separate_pass():
     from segment.fit import figures_of
 
