@@ -94,34 +94,59 @@ def region_statistics(features, regions, n_regions, *, step=1):
     return n, s, q, seen
 
 
-def region_borders(regions, n_regions):
+def region_borders(regions, n_regions, *, pixel_cost=None):
     """Adjacent region pairs (4-neighbours) and their shared border lengths in pixel edges.
+
+    Parameters
+    ----------
+    regions : ndarray (H, W) of ints
+        Region ids 1..n_regions; 0 = pixels left out.
+    n_regions : int
+    pixel_cost : callable ``pixel_cost(a, b) -> (b - a, W)`` float, optional
+        A weight per pixel of rows [a, b); a pixel edge then counts as the smaller weight of
+        its two pixels instead of 1 (a border along a strong image edge counts less).
 
     Returns
     -------
     a, b : ndarray (E,) int64
         Region ids, a < b, both > 0.
-    length : ndarray (E,) int64
+    length : ndarray (E,) int64, or float64 with ``pixel_cost``
     """
     H, W = regions.shape
     keys, counts = [], []
     for lo, hi in _row_blocks(H, W):
         block = regions[lo:hi]
         below = regions[lo + 1 : min(H, hi + 1)]
-        for u, v in ((block[:, 1:], block[:, :-1]), (block[: below.shape[0]], below)):
+        if pixel_cost is not None:
+            cost = pixel_cost(lo, min(H, hi + 1))
+            pairs = (
+                (cost[: hi - lo, 1:], cost[: hi - lo, :-1]),
+                (cost[: below.shape[0]], cost[1:]),
+            )
+        for side, (u, v) in enumerate(
+            ((block[:, 1:], block[:, :-1]), (block[: below.shape[0]], below))
+        ):
             sel = (u != v) & (u > 0) & (v > 0)
             if sel.any():
                 x, y = u[sel].astype(np.int64), v[sel].astype(np.int64)
-                k, c = np.unique(
-                    np.minimum(x, y) * (n_regions + 1) + np.maximum(x, y), return_counts=True
+                k, inverse = np.unique(
+                    np.minimum(x, y) * (n_regions + 1) + np.maximum(x, y), return_inverse=True
                 )
+                if pixel_cost is None:
+                    c = np.bincount(inverse.ravel(), minlength=len(k))
+                else:
+                    cu, cv = pairs[side]
+                    w = np.minimum(cu[sel], cv[sel]).astype(np.float64)
+                    c = np.bincount(inverse.ravel(), weights=w, minlength=len(k))
                 keys.append(k)
                 counts.append(c)
     if not keys:
         e = np.zeros(0, dtype=np.int64)
-        return e, e.copy(), e.copy()
+        return e, e.copy(), e.copy() if pixel_cost is None else np.zeros(0)
     k, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    length = np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
+    length = np.bincount(inverse.ravel(), weights=np.concatenate(counts))
+    if pixel_cost is None:
+        length = length.astype(np.int64)
     a, b = np.divmod(k, n_regions + 1)
     return a, b, length
 

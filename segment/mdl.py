@@ -38,6 +38,8 @@ DEFAULTS = dict(
     smooth=None,
     eps=16.0,
     boundary_bits=16.0,
+    edge_ratio=1.0,
+    edge_scale=2.0,
     texture=0.0,
     texture_sigma=2.0,
     min_size=0.002,
@@ -101,6 +103,8 @@ def describe_regions(
     visible=None,
     eps=DEFAULTS["eps"],
     boundary_bits=DEFAULTS["boundary_bits"],
+    edge_ratio=DEFAULTS["edge_ratio"],
+    edge_scale=DEFAULTS["edge_scale"],
     min_size=DEFAULTS["min_size"],
     pre_size=DEFAULTS["pre_size"],
     n_regions=None,
@@ -120,7 +124,11 @@ def describe_regions(
     visible : ndarray (H, W) bool, optional
         Pixels outside it belong to no region (label -1).
     eps, boundary_bits : float
-        See :mod:`segment.coding`.
+        See :mod:`segment.coding`; ``boundary_bits`` is the cost of a border pixel where
+        the image is smooth.
+    edge_ratio, edge_scale : float
+        Edge-aware borders (:func:`edge_cost`): a border pixel on a strong colour edge
+        costs ``edge_ratio`` times ``boundary_bits``; 1 = every border pixel the same.
     min_size : float
         Smallest region of the default cut, as a fraction of the visible pixels.
     pre_size : float
@@ -148,7 +156,10 @@ def describe_regions(
     *stats, seen = region_statistics(features, regions, n, step=step)
     label_of = functools.cache(functools.partial(_label_of, labels, regions, n))
     _fill_unseen(stats, seen, label_of, n_labels)
-    edges = region_borders(regions, n)
+    cost = None
+    if edge_ratio != 1.0:
+        cost = edge_cost(features, regions.shape, step, ratio=edge_ratio, scale=edge_scale)
+    edges = region_borders(regions, n, pixel_cost=cost)
     visible_pixels = float(stats[0][1:].sum())
     # Larger images are coded as if they had the reference size; smaller ones as they are
     # (weighting their pixels up would pretend to more evidence than they hold).
@@ -177,6 +188,52 @@ def describe_regions(
             out[a : a + step][inside] = lut[r[inside]]
         return out, result
     return relabel(regions, mapping, out=out), result
+
+
+def edge_strength(features, shape, step=1, *, sigma=1.0):
+    """Colour gradient magnitude (features' units per pixel of the grid) of the first
+    three features on the grid of ``step`` (h', w') float32, after Gaussian smoothing of
+    ``sigma`` grid pixels; built strip by strip (the grid is small, the image need not be).
+    """
+    H = shape[0]
+    rows = max(step, ((1 << 20) // max(shape[1], 1)) // step * step)
+    grid = []
+    for a in range(0, H, rows):
+        f = (
+            features(a, min(H, a + rows), step)
+            if callable(features)
+            else features[a : a + rows : step, ::step]
+        )
+        grid.append(np.asarray(f[..., :3], dtype=np.float32))
+    grid = np.nan_to_num(np.concatenate(grid, axis=0))
+    sq = np.zeros(grid.shape[:2], dtype=np.float32)
+    for d in range(grid.shape[2]):
+        sq += ndimage.gaussian_gradient_magnitude(grid[..., d], sigma, mode="nearest") ** 2
+    return np.sqrt(sq)
+
+
+def edge_cost(features, shape, step=1, *, ratio, scale, sigma=1.0):
+    """Per-pixel weight of a border pixel (:func:`segment.hierarchy.region_borders`):
+
+        w(g) = ratio + (1 - ratio) · exp(-½ (g / τ)²),   τ = scale · median(g)
+
+    where g is the colour gradient magnitude at the pixel (:func:`edge_strength`). A border
+    where the image is smooth (g ≪ τ) costs the full ``boundary_bits`` per pixel; one
+    along an edge much stronger than the photo's typical gradient costs ``ratio`` times
+    that: given the image's edges, a contour that follows one is cheap to code. τ follows
+    the photo's own gradients, so the cost does not depend on its contrast or resolution.
+
+    Returns a callable ``cost(a, b) -> (b - a, W)`` float32 of image rows [a, b).
+    """
+    g = edge_strength(features, shape, step, sigma=sigma)
+    tau = max(scale * float(np.median(g)), 0.1)
+    w = (ratio + (1.0 - ratio) * np.exp(-0.5 * (g / tau) ** 2)).astype(np.float32)
+    cols = np.arange(shape[1]) // step
+
+    def cost(a, b):
+        return w[np.arange(a, b) // step][:, cols]
+
+    return cost
 
 
 def _fill_unseen(stats, seen, label_of, n_labels):

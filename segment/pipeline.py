@@ -272,6 +272,8 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
         visible=visible,
         eps=opts["eps"],
         boundary_bits=opts["boundary_bits"],
+        edge_ratio=opts["edge_ratio"],
+        edge_scale=opts["edge_scale"],
         min_size=opts["min_size"],
         pre_size=opts["pre_size"],
         n_regions=n_regions,
