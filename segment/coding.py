@@ -19,6 +19,8 @@ boundary compression", IJCV 2011). Merging two adjacent regions changes the desc
     ΔL = L(A ∪ B) − L(A) − L(B) − boundary_bits · border(A, B)
 
 which is negative when one Gaussian codes both regions' pixels nearly as well as two do.
+``border`` may be a weighted length (each pixel of border counted by a weight in [0, 1],
+:func:`segment.mdl.edge_cost`): a contour along a strong image edge is cheaper to code.
 
 ``weight`` scales the pixel counts (and ``sqrt(weight)`` the border lengths) so that an image
 is coded as if it had a reference size: the same scene at 12 MP and at 0.15 MP then gives

@@ -9,6 +9,8 @@ length.
    optionally a local contrast feature), and adjacent regions are merged greedily while
    that shortens the description of the image: the bits of each region's pixels under its
    Gaussian plus the bits of the borders (:mod:`segment.coding`, :mod:`segment.hierarchy`).
+   A border pixel costs less where it runs along a strong colour edge of the photo
+   (:func:`edge_cost`): given the edges, such a contour is cheap to code.
 3. Regions smaller than a fraction of the image then join their cheapest neighbour.
 
 The number of regions follows from the photo; ``n_regions`` cuts the same hierarchy at a
@@ -37,9 +39,9 @@ DEFAULTS = dict(
     mixture_space="lab",
     smooth=None,
     eps=16.0,
-    boundary_bits=16.0,
-    edge_ratio=1.0,
-    edge_scale=2.0,
+    boundary_bits=20.0,
+    edge_ratio=0.25,
+    edge_scale=4.0,
     texture=0.0,
     texture_sigma=2.0,
     min_size=0.002,
@@ -158,7 +160,9 @@ def describe_regions(
     _fill_unseen(stats, seen, label_of, n_labels)
     cost = None
     if edge_ratio != 1.0:
-        cost = edge_cost(features, regions.shape, step, ratio=edge_ratio, scale=edge_scale)
+        cost = edge_cost(
+            features, regions.shape, step, ratio=edge_ratio, scale=edge_scale, visible=visible
+        )
     edges = region_borders(regions, n, pixel_cost=cost)
     visible_pixels = float(stats[0][1:].sum())
     # Larger images are coded as if they had the reference size; smaller ones as they are
@@ -212,7 +216,7 @@ def edge_strength(features, shape, step=1, *, sigma=1.0):
     return np.sqrt(sq)
 
 
-def edge_cost(features, shape, step=1, *, ratio, scale, sigma=1.0):
+def edge_cost(features, shape, step=1, *, ratio, scale, sigma=1.0, visible=None):
     """Per-pixel weight of a border pixel (:func:`segment.hierarchy.region_borders`):
 
         w(g) = ratio + (1 - ratio) · exp(-½ (g / τ)²),   τ = scale · median(g)
@@ -221,12 +225,14 @@ def edge_cost(features, shape, step=1, *, ratio, scale, sigma=1.0):
     where the image is smooth (g ≪ τ) costs the full ``boundary_bits`` per pixel; one
     along an edge much stronger than the photo's typical gradient costs ``ratio`` times
     that: given the image's edges, a contour that follows one is cheap to code. τ follows
-    the photo's own gradients, so the cost does not depend on its contrast or resolution.
+    the photo's own gradients (the median over the ``visible`` pixels), so the cost does
+    not depend on its contrast or resolution.
 
     Returns a callable ``cost(a, b) -> (b - a, W)`` float32 of image rows [a, b).
     """
     g = edge_strength(features, shape, step, sigma=sigma)
-    tau = max(scale * float(np.median(g)), 0.1)
+    typical = g if visible is None else g[visible[::step, ::step]]
+    tau = max(scale * float(np.median(typical)) if typical.size else 0.0, 0.1)
     w = (ratio + (1.0 - ratio) * np.exp(-0.5 * (g / tau) ** 2)).astype(np.float32)
     cols = np.arange(shape[1]) // step
 
