@@ -264,15 +264,24 @@ def palette_image(indices, palette, visible=None):
     return PILImage.fromarray(np.dstack([rgb, alpha])), {}
 
 
-def write_palette_png(path, indices, palette, visible=None, *, icc_profile=None, overwrite=False):
+#: zlib settings for images of flat segments (label maps, segmented images): the run-length
+#: strategy (Z_RLE, Pillow's ``compress_type=3``) suits long runs of one value; it writes them
+#: smaller than zlib's default strategy, and 2-4 times faster (a 12 MP segmented image:
+#: 66 KB in 0.02 s against 93 KB in 0.09 s).
+FLAT_PNG = {"optimize": False, "compress_level": 6, "compress_type": 3}
+
+
+def write_palette_png(
+    path, indices, palette, visible=None, *, icc_profile=None, overwrite=False, flat=False
+):
     """``palette[indices]`` as a PNG (see :func:`palette_image`), tagged with
-    ``icc_profile`` (bytes) when given: the colours are then read in that colour space."""
+    ``icc_profile`` (bytes) when given: the colours are then read in that colour space.
+    ``flat``: an image of flat segments (written with :data:`FLAT_PNG`), not a dithered one."""
     im, params = palette_image(indices, palette, visible)
     if icc_profile:
         params["icc_profile"] = icc_profile
-    return write_bytes(
-        path, png_bytes(im, optimize=False, compress_level=6, **params), overwrite=overwrite
-    )
+    zlib = FLAT_PNG if flat else {"optimize": False, "compress_level": 6}
+    return write_bytes(path, png_bytes(im, **zlib, **params), overwrite=overwrite)
 
 
 def write_labels_png(path, labels, n_labels, visible=None, *, overwrite=False):
@@ -281,7 +290,7 @@ def write_labels_png(path, labels, n_labels, visible=None, *, overwrite=False):
     lab = labels.astype(label_dtype(n_labels), copy=False)
     if visible is not None:
         lab = np.where(visible, lab, transparent_label(n_labels)).astype(lab.dtype)
-    return write_bytes(path, png_bytes(PILImage.fromarray(lab)), overwrite=overwrite)
+    return write_bytes(path, png_bytes(PILImage.fromarray(lab), **FLAT_PNG), overwrite=overwrite)
 
 
 def jsonable(obj):

@@ -14,7 +14,12 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     labels = seg.label_image()
     visible = seg.data.visible
     write_palette_png(
-        paths["segmented"], labels, segmented_palette(seg.k), visible, overwrite=overwrite
+        paths["segmented"],
+        labels,
+        segmented_palette(seg.k),
+        visible,
+        overwrite=overwrite,
+        flat=True,
     )
     # The quantised colours are means of the input's pixel values, so they are in the
     # input's colour space: its ICC profile says which (the display colours are sRGB).
@@ -25,6 +30,7 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
         visible,
         icc_profile=getattr(image, "icc_profile", None),
         overwrite=overwrite,
+        flat=True,
     )
     write_labels_png(paths["labels"], labels, seg.k, visible, overwrite=overwrite)
     del labels
