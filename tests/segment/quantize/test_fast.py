@@ -154,7 +154,7 @@ def test_compress_level_by_speed_and_colours():
 
     idx = np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8)
     pal = np.random.default_rng(1).integers(0, 256, (256, 3)).astype(np.uint8)
-    assert compress_level(4, 256) == 2 and compress_level(4, 128) == COMPRESS_LEVEL[4]
+    assert compress_level(4, 256) == 3 and compress_level(4, 128) == COMPRESS_LEVEL[4]
     assert compress_level(1, 256) == 9 and compress_level(10, 256) == 1
     from segment.quantize.files import encode_png
 
