@@ -7,6 +7,8 @@ becomes one line on stderr and exit status 1 (usage errors are Typer's, status 2
 import importlib
 import os
 import signal
+import sys
+import types
 
 # The per-chunk matrix products of EM are small: a multi-threaded BLAS only synchronises its
 # threads (and oversubscribes the cores when batch runs several workers). Set before numpy
@@ -31,12 +33,8 @@ def main(argv=None):
 
 
 def _app_module():
-    """The module :mod:`segment.cli.app`. Loading a submodule binds its name in the package;
-    here ``segment.cli.app`` is the Typer app instead (see ``__getattr__``)."""
-    module = importlib.import_module(f"{__name__}.app")
-    if globals().get("app") is module:
-        del globals()["app"]
-    return module
+    """The module :mod:`segment.cli.app` (``segment.cli.app`` is the Typer app: see below)."""
+    return importlib.import_module(f"{__name__}.app")
 
 
 __all__ = ["app", "main"]
@@ -46,3 +44,17 @@ def __getattr__(name):
     if name == "app":  # the whole Typer app, built when first asked for (see .app)
         return _app_module().app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """This package, whose ``app`` is the Typer app: loading the submodule ``app`` (by
+    ``main``, or ``import segment.cli.app`` in any order) would bind the module's name here
+    and hide ``__getattr__``; that binding is dropped."""
+
+    def __setattr__(self, name, value):
+        if name == "app" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
