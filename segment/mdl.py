@@ -155,6 +155,9 @@ def describe_regions(
     regions, n = connected_regions(labels, n_labels, visible=visible)
     H, W = regions.shape
     step = sampling_step(H * W)
+    if callable(features) and edge_ratio != 1.0:
+        # The statistics and the edge strength read the same blocks of the same grid.
+        features = functools.cache(features)
     *stats, seen = region_statistics(features, regions, n, step=step)
     label_of = functools.cache(functools.partial(_label_of, labels, regions, n))
     _fill_unseen(stats, seen, label_of, n_labels)
