@@ -212,7 +212,9 @@ def edge_strength(features, shape, step=1, *, sigma=1.0):
             else features[a : a + rows : step, ::step]
         )
         grid.append(np.asarray(f[..., :3], dtype=np.float32))
-    grid = np.nan_to_num(np.concatenate(grid, axis=0))
+    grid = np.concatenate(grid, axis=0)
+    if not np.isfinite(grid).all():  # missing channels: nan_to_num costs four passes
+        grid = np.nan_to_num(grid)
     sq = np.zeros(grid.shape[:2], dtype=np.float32)
     for d in range(grid.shape[2]):
         sq += ndimage.gaussian_gradient_magnitude(grid[..., d], sigma, mode="nearest") ** 2
@@ -240,6 +242,8 @@ def edge_cost(features, shape, step=1, *, ratio, scale, sigma=1.0, visible=None)
     cols = np.arange(shape[1]) // step
 
     def cost(a, b):
+        if step == 1:
+            return w[a:b]
         return w[np.arange(a, b) // step][:, cols]
 
     return cost
