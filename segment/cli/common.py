@@ -29,6 +29,8 @@ class LazyConsole:
         return self._console
 
     def __getattr__(self, name):
+        if name.startswith("_"):  # own attributes not yet set (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.console, name)
 
 

@@ -156,3 +156,21 @@ def test_quantize_imports_only_what_it_needs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1]) == []
     assert (tmp_path / "o.png").exists()
+
+
+def test_lazy_console_prints_and_copies():
+    import copy
+    import io
+    import pickle
+
+    from segment.cli.common import LazyConsole
+
+    buf = io.StringIO()
+    console = LazyConsole(file=buf, highlight=False)
+    assert console._console is None  # nothing made (rich not needed) until first used
+    console.print("[bold]x[/bold] :smile:", markup=False, emoji=False)
+    assert buf.getvalue() == "[bold]x[/bold] :smile:\n"
+    # Copies and pickles of an unused proxy do not recurse through __getattr__.
+    fresh = LazyConsole(stderr=True)
+    assert copy.copy(fresh)._settings == {"stderr": True}
+    assert pickle.loads(pickle.dumps(fresh))._settings == {"stderr": True}
