@@ -2,6 +2,7 @@
 a real process shows (exit status, stderr, entry points)."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -317,6 +318,8 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, delay):
     _, err = proc.communicate(timeout=60)
     if err.startswith("Fatal Python error: init_import_site"):
         return
+    if "Traceback" in err and not re.search(r'File "[^"]*[/\\](segment|gmm)[/\\]', err):
+        return  # runpy still looking for segment/__main__.py: none of our code has run yet
     assert "Traceback" not in err, err
     assert proc.returncode in (130, -signal.SIGINT, 0), (proc.returncode, err)
     if proc.returncode == 130:
