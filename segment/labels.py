@@ -85,11 +85,21 @@ def smoothed_labels(
     surrounding blocks agree on the winner takes it directly (the winner of each corner wins
     any convex combination of them), so only pixels near a boundary are interpolated.
     """
-    f = int(sigma // 2) if sigma > BOX_SIGMA else 1
+    f = _block_factor(sigma, data.shape) if sigma > BOX_SIGMA else 1
     with data.strip_pass():
         if f <= 1:
             return _smoothed_full(model, data, sigma, budget_mib, out_dtype, fill, totals)
         return _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals)
+
+
+def _block_factor(sigma, shape):
+    """Side f of the blocks of the wide smoothing: sigma / 2, or up to sigma (a block mean's
+    own spread, (f² - 1)/12 per axis, stays under sigma²) but no finer than diagonal / 1200,
+    so that the low-resolution field is no larger than at the default smoothing of plain
+    clustering (diagonal / 600) whatever sigma: its K planes are what the memory of a large
+    image's labels is made of."""
+    coarse = int(float(np.hypot(*shape)) / 1200.0)
+    return max(1, int(sigma // 2), min(int(sigma), coarse))
 
 
 def colour_table(model, data):

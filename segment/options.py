@@ -135,14 +135,11 @@ class FitOptions:
         }
 
     def smooth_sigma(self, shape):
-        """Smoothing in pixels for an image of ``shape``: the option, or by default one pixel
-        per 600 pixels of diagonal (1 px on a 0.15 MP photo, 8 px on 12 MP), so that the
-        segments look alike at any resolution."""
-        import numpy as np
-
+        """Smoothing in pixels for an image of ``shape``: the option, or
+        :func:`default_smooth` (finer when regions are merged by description length)."""
         if self.smooth is not None:
             return float(self.smooth)
-        return max(1.0, float(np.hypot(*shape)) / 600.0)
+        return default_smooth(shape, regions=self.merges_regions)
 
     @property
     def merges_regions(self):
@@ -162,6 +159,21 @@ class FitOptions:
 
     def to_dict(self):
         return asdict(self)
+
+
+def default_smooth(shape, *, regions=True):
+    """Default smoothing (pixels) of an image of ``shape``, proportional to its diagonal so
+    that the segments look alike at any resolution: one pixel per 600 pixels of diagonal
+    (at least 1) for plain colour clustering, which relies on it against speckle; half that
+    (at least 0.5) when regions are merged by description length, which removes speckle
+    itself and is better served by an over-segmentation that keeps thin details (BSDS500
+    train, 100 photos: VoI 1.606 vs 1.634 at σ = 1)."""
+    import numpy as np
+
+    diagonal = float(np.hypot(*shape))
+    if regions:
+        return max(0.5, diagonal / 1200.0)
+    return max(1.0, diagonal / 600.0)
 
 
 def _finite(v):

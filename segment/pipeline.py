@@ -21,7 +21,7 @@ from .fit import figures_of, fit_data, segmentation_of
 from .imageio.image import Image
 from .imageio.read import iter_frames, load_image
 from .mdl import DEFAULTS, data_features, describe_regions
-from .options import FitOptions
+from .options import FitOptions, default_smooth
 from .outputs.files import atomic_group
 from .outputs.model_file import ImageInfo
 from .outputs.paths import check_outputs, make_dir, output_paths
@@ -238,8 +238,12 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; use {sorted(DEFAULTS)}.")
     opts = {**DEFAULTS, **settings}
+    pixels = np.asarray(pixels)
+    smooth = opts["smooth"]
+    if smooth is None:
+        smooth = default_smooth(pixels.shape[:2], regions=True)
     image = Image(
-        pixels=np.asarray(pixels),
+        pixels=pixels,
         alpha=visible,
         path=Path("array"),
         format="array",
@@ -251,7 +255,7 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
         k=opts["k"],
         xy=0.0,
         space=opts["mixture_space"],
-        smooth=opts["smooth"],
+        smooth=smooth,
         min_region=0,
         regions=0,
         seed=seed,
@@ -264,6 +268,11 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
         seg.data,
         texture=opts["texture"],
         texture_sigma=opts["texture_sigma"],
+        window=opts["window"],
+        window_dims=opts["window_dims"],
+        window_weight=opts["window_weight"],
+        window_energy=opts["window_energy"],
+        space=opts["feature_space"],
     )
     out, _ = describe_regions(
         labels,

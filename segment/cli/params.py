@@ -236,7 +236,9 @@ SMOOTH = Annotated[
         "--smooth",
         callback=number_check("a number of pixels", 0.0, 100.0),
         help="Smooth the responsibilities over neighbouring pixels (Gaussian sigma in pixels) "
-        "before labels are taken; 0 = pixel-wise labels. Default: image diagonal / 600.",
+        "before labels are taken; 0 = pixel-wise labels. Default: image diagonal / 1200 "
+        "(at least 0.5) when regions are merged, diagonal / 600 (at least 1) with "
+        "--regions off.",
         show_default=False,
     ),
 ]

@@ -129,9 +129,12 @@ def test_psnr_is_that_of_the_written_labels():
 
 
 def test_default_sigma_and_region_scale_with_the_image():
-    o = FitOptions()
-    assert o.smooth_sigma((321, 481)) == pytest.approx(1.0, abs=0.01)
-    assert o.smooth_sigma((3000, 4000)) == pytest.approx(5000 / 600)
+    o = FitOptions()  # regions merged by description length: half the smoothing
+    assert o.smooth_sigma((321, 481)) == pytest.approx(0.5)
+    assert o.smooth_sigma((3000, 4000)) == pytest.approx(5000 / 1200)
+    plain = FitOptions(regions=0)
+    assert plain.smooth_sigma((321, 481)) == pytest.approx(1.0)
+    assert plain.smooth_sigma((3000, 4000)) == pytest.approx(5000 / 600)
     assert FitOptions(smooth=0, min_region=0).smooth_sigma((10, 10)) == 0
     assert o.min_region_pixels((3000, 4000)) == 24000  # 1/500 when regions are merged
     assert FitOptions(regions=0).min_region_pixels((3000, 4000)) == 120000
@@ -181,6 +184,29 @@ def test_wide_smoothing_on_blocks_is_strip_invariant_and_close_to_full(alpha):
     full = labelling._smoothed_full(seg.model, seg.data, sigma, 1024, np.uint8, 255)
     visible = np.ones(truth.shape, bool) if image.alpha is None else image.alpha
     assert (whole == full)[visible].mean() > 0.97
+
+
+def test_block_factor_keeps_the_memory_of_the_default_smoothing():
+    from segment.options import default_smooth
+
+    for shape in [(3000, 4000), (4000, 6000), (1200, 1600), (321, 481)]:
+        plain = default_smooth(shape, regions=False)
+        region = default_smooth(shape, regions=True)
+        f_plain = labelling._block_factor(plain, shape) if plain > labelling.BOX_SIGMA else 1
+        f_region = labelling._block_factor(region, shape) if region > labelling.BOX_SIGMA else 1
+        assert f_region == f_plain  # the same low-resolution field
+        # A block mean's own spread stays within the Gaussian's.
+        assert (f_region**2 - 1) / 12 <= region**2
+    assert labelling._block_factor(20.0, (3000, 4000)) == 10  # wide: sigma / 2 as before
+
+
+def test_blocks_as_wide_as_sigma_stay_close_to_full():
+    image, _ = noisy_regions(seed=7, shape=(150, 170))
+    seg = fit(image, smooth=0.0, min_region=0)
+    sigma = 4.0
+    blocks = labelling._smoothed_blocks(seg.model, seg.data, sigma, 4, 1024, np.uint8, 255)
+    full = labelling._smoothed_full(seg.model, seg.data, sigma, 1024, np.uint8, 255)
+    assert (blocks == full).mean() > 0.97
 
 
 def test_interpolated_argmax_equals_brute_force():
