@@ -38,13 +38,13 @@ REFERENCE_PIXELS = 481 * 321
 #: Default settings (chosen on BSDS500 train; see the issue note). ``eps`` is larger than
 #: with colour alone (16): the coding length's distortion is shared by all D features
 #: (I + D/ε² Σ), so that seven features need a larger ε for the colour to be coded as
-#: coarsely as before.
+#: coarsely as before. ``window=0, eps=16`` codes the colour alone.
 DEFAULTS = dict(
     k=10,
     mixture_space="lab",
     feature_space="lab",
     smooth=None,
-    eps=30.0,
+    eps=34.0,
     boundary_bits=20.0,
     edge_ratio=0.25,
     edge_scale=4.0,
