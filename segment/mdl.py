@@ -131,7 +131,14 @@ def region_features(
         # On the image's block means at about the reference size: the same window covers
         # the same part of the scene at any resolution, and costs what it costs there.
         scale = window_scale(H * W, REFERENCE_PIXELS)
-        small = rgb_features(reduced_image(strip_rgb, shape, scale))
+        small = reduced_image(strip_rgb, shape, scale)
+        missing = ~np.isfinite(small)
+        if missing.any():
+            # A missing channel (NaN) would spread over every window that sees it: the
+            # texture reads the channel's mean there instead (the colour still does not vote).
+            means = np.nan_to_num(np.nanmean(np.where(missing, np.nan, small), axis=(0, 1)))
+            small = np.where(missing, means, small).astype(np.float32)
+        small = rgb_features(small)
         tex = texture_map(small, size=int(window), dims=int(window_dims), energy=window_energy)
         tex *= np.float32(window_weight)
     halo = int(np.ceil(4 * texture_sigma)) if texture > 0 else 0

@@ -220,3 +220,20 @@ def test_rgb_colour_features():
     np.testing.assert_allclose(rgb_features(rgb, "rgb"), rgb * 100, rtol=1e-6)
     f = region_features(lambda a, b: rgb[a:b], rgb.shape[:2], space="rgb")
     np.testing.assert_allclose(f(0, 5), rgb * 100, rtol=1e-6)
+
+
+def test_missing_channels_do_not_spread_through_the_texture():
+    """A NaN channel (no data) leaves the texture finite everywhere (the pixel's colour
+    still does not vote), and the two halves are still found."""
+    rng = np.random.default_rng(0)
+    img = rng.random((60, 80, 3)).astype(np.float32) * 0.2
+    img[:, 40:] += 0.6
+    img[10:12, 10:12, 1] = np.nan
+    img[30, 50, 0] = np.nan
+    features = region_features(lambda a, b: img[a:b], img.shape[:2], window=7, window_dims=4)
+    f = features(0, 60)
+    assert np.isfinite(f[..., 3:]).all()
+    assert np.isnan(f[10, 10, :3]).any() and np.isfinite(f[20, 20]).all()
+    out = segment_regions(img, k=3)
+    assert len(np.unique(out)) == 2
+    assert (out[:, :38] == out[0, 0]).all() and (out[:, 42:] == out[0, -1]).all()
