@@ -27,7 +27,7 @@ from .coding import coding_length
 from .color import rgb_to_features
 from .hierarchy import merge_regions, region_borders, region_statistics, relabel
 from .regions import connected_regions
-from .texture import reduced_image, texture_map, window_scale
+from .texture import fill_missing, reduced_image, texture_map, window_scale
 
 __all__ = ["DEFAULTS", "data_features", "describe_regions", "region_features"]
 
@@ -101,6 +101,7 @@ def data_features(
         window_weight=window_weight,
         window_energy=window_energy,
         space=space,
+        visible=data.visible,
     )
 
 
@@ -115,6 +116,7 @@ def region_features(
     window_weight=1.0,
     window_energy=0.0,
     space="lab",
+    visible=None,
 ):
     """A callable ``features(a, b, step=1) -> (rows, cols, D)`` float32 of image rows
     ``a:b:step`` and columns ``::step``: CIELAB; with ``texture`` > 0 the local standard
@@ -123,7 +125,8 @@ def region_features(
     of :mod:`segment.texture`, times ``window_weight``. ``space``: the colour features'
     space (:func:`rgb_features`); the texture is always of CIELAB windows.
 
-    ``strip_rgb(a, b)`` gives the rows' colours (b - a, W, 3) in [0, 1].
+    ``strip_rgb(a, b)`` gives the rows' colours (b - a, W, 3) in [0, 1]. The texture
+    does not read pixels outside ``visible`` (H, W) bool, nor missing (NaN) channels.
     """
     H, W = shape
     tex, scale = None, 1
@@ -131,14 +134,14 @@ def region_features(
         # On the image's block means at about the reference size: the same window covers
         # the same part of the scene at any resolution, and costs what it costs there.
         scale = window_scale(H * W, REFERENCE_PIXELS)
-        small = reduced_image(strip_rgb, shape, scale)
-        missing = ~np.isfinite(small)
-        if missing.any():
-            # A missing channel (NaN) would spread over every window that sees it: the
-            # texture reads the channel's mean there instead (the colour still does not vote).
-            means = np.nan_to_num(np.nanmean(np.where(missing, np.nan, small), axis=(0, 1)))
-            small = np.where(missing, means, small).astype(np.float32)
-        small = rgb_features(small)
+
+        def known_rgb(a, b):
+            rgb = np.asarray(strip_rgb(a, b), dtype=np.float32)
+            if visible is None:
+                return rgb
+            return np.where(visible[a:b, :, None], rgb, np.float32(np.nan))
+
+        small = rgb_features(fill_missing(reduced_image(known_rgb, shape, scale)))
         tex = texture_map(small, size=int(window), dims=int(window_dims), energy=window_energy)
         tex *= np.float32(window_weight)
     halo = int(np.ceil(4 * texture_sigma)) if texture > 0 else 0

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 __all__ = [
     "WindowBasis",
+    "fill_missing",
     "fit_window_basis",
     "reduced_image",
     "texture_map",
@@ -213,3 +214,22 @@ def texture_map(lab, *, size=7, dims=4, energy=0.0):
     if energy > 0:
         f = np.sqrt(ndimage.gaussian_filter(f * f, (energy, energy, 0), mode="nearest"))
     return f
+
+
+def fill_missing(img):
+    """``img`` (h, w, C) with each non-finite value (a missing channel, an invisible pixel)
+    replaced by the nearest known value of its channel, as the image edge is extended: a
+    window that reaches past the known pixels sees their continuation, not an edge (and a
+    NaN does not spread over every window that sees it). A channel with no known value is 0.
+    """
+    out = np.array(img, dtype=np.float32)
+    for c in range(out.shape[2]):
+        bad = ~np.isfinite(out[..., c])
+        if not bad.any():
+            continue
+        if bad.all():
+            out[..., c] = 0.0
+            continue
+        idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+        out[..., c] = out[..., c][tuple(idx)]
+    return out

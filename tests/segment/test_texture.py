@@ -237,3 +237,38 @@ def test_missing_channels_do_not_spread_through_the_texture():
     out = segment_regions(img, k=3)
     assert len(np.unique(out)) == 2
     assert (out[:, :38] == out[0, 0]).all() and (out[:, 42:] == out[0, -1]).all()
+
+
+def test_fill_missing_takes_the_nearest_known_value():
+    from segment.texture import fill_missing
+
+    rng = np.random.default_rng(11)
+    img = rng.random((9, 12, 2)).astype(np.float32)
+    img[rng.random((9, 12)) < 0.4, 0] = np.nan
+    img[:, :, 1] = np.nan  # a channel with nothing known
+    copy = img.copy()
+    out = fill_missing(img)
+    np.testing.assert_array_equal(img, copy, strict=True)  # input untouched
+    known = np.argwhere(np.isfinite(img[..., 0]))
+    for y, x in np.argwhere(~np.isfinite(img[..., 0])):
+        d = ((known - (y, x)) ** 2).sum(axis=1)
+        nearest = known[d == d.min()]
+        assert out[y, x, 0] in {img[a, b, 0] for a, b in nearest}
+    finite = np.isfinite(img[..., 0])
+    np.testing.assert_array_equal(out[finite, 0], img[finite, 0])
+    assert (out[..., 1] == 0).all()
+
+
+def test_transparent_pixels_do_not_make_texture_at_the_alpha_edge():
+    """Black transparent pixels around a flat photo: the texture windows at the edge of the
+    visible part see its continuation, not an edge, so no thin regions follow that edge."""
+    rng = np.random.default_rng(0)
+    img = np.clip(150 + rng.normal(0, 4, (120, 160, 3)), 0, 255).astype(np.uint8)
+    img[:, :40] = (200, 60, 40)
+    visible = np.ones((120, 160), bool)
+    visible[:30] = False
+    visible[:, 130:] = False
+    img[~visible] = 0
+    out = segment_regions(img, visible=visible)
+    assert len(np.unique(out[visible])) == 2
+    assert (out[~visible] == -1).all()
