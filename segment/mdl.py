@@ -29,7 +29,14 @@ from .hierarchy import merge_regions, region_borders, region_statistics, relabel
 from .regions import connected_regions
 from .texture import fill_missing, reduced_image, texture_map, window_scale
 
-__all__ = ["DEFAULTS", "data_features", "describe_regions", "region_features"]
+__all__ = [
+    "DEFAULTS",
+    "FEATURE_SETTINGS",
+    "MERGE_SETTINGS",
+    "data_features",
+    "describe_regions",
+    "region_features",
+]
 
 #: Pixels of the reference image size at which the coding constants are set (a BSDS
 #: photo, 481 × 321): a larger image is coded as if it had that many pixels.
@@ -57,6 +64,26 @@ DEFAULTS = dict(
     min_size=0.002,
     pre_size=3e-4,
     components=True,
+)
+
+#: The keys of :data:`DEFAULTS` that :func:`data_features` takes (``feature_space`` is its
+#: ``space``), and those that :func:`describe_regions` takes.
+FEATURE_SETTINGS = (
+    "texture",
+    "texture_sigma",
+    "window",
+    "window_dims",
+    "window_weight",
+    "window_energy",
+)
+MERGE_SETTINGS = (
+    "eps",
+    "boundary_bits",
+    "edge_ratio",
+    "edge_scale",
+    "min_size",
+    "pre_size",
+    "components",
 )
 
 

@@ -20,7 +20,7 @@ from .features import NOTHING_TO_SEGMENT, pixel_data
 from .fit import figures_of, fit_data, segmentation_of
 from .imageio.image import Image
 from .imageio.read import iter_frames, load_image
-from .mdl import DEFAULTS, data_features, describe_regions
+from .mdl import DEFAULTS, FEATURE_SETTINGS, MERGE_SETTINGS, data_features, describe_regions
 from .options import FitOptions, default_smooth
 from .outputs.files import atomic_group
 from .outputs.model_file import ImageInfo
@@ -265,27 +265,14 @@ def segment_regions(pixels, *, visible=None, seed=0, n_regions=None, **settings)
         seg = fit_data(pixel_data(image, **options.data_kwargs()), options)
     labels = seg.label_image()
     feats = data_features(
-        seg.data,
-        texture=opts["texture"],
-        texture_sigma=opts["texture_sigma"],
-        window=opts["window"],
-        window_dims=opts["window_dims"],
-        window_weight=opts["window_weight"],
-        window_energy=opts["window_energy"],
-        space=opts["feature_space"],
+        seg.data, space=opts["feature_space"], **{k: opts[k] for k in FEATURE_SETTINGS}
     )
     out, _ = describe_regions(
         labels,
         seg.k,
         feats,
         visible=visible,
-        eps=opts["eps"],
-        boundary_bits=opts["boundary_bits"],
-        edge_ratio=opts["edge_ratio"],
-        edge_scale=opts["edge_scale"],
-        min_size=opts["min_size"],
-        pre_size=opts["pre_size"],
         n_regions=n_regions,
-        components=opts["components"],
+        **{k: opts[k] for k in MERGE_SETTINGS},
     )
     return out
