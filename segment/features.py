@@ -20,6 +20,7 @@ import numpy as np
 from gmm import ChunkSource
 
 from .color import check_space, rgb_to_features
+from .colorkeys import color_keys, keys_to_rgb
 from .errors import SegmentError
 
 FEATURE_NAMES = {"rgb": ("R", "G", "B"), "lab": ("L*", "a*", "b*")}
@@ -49,25 +50,6 @@ def strips(height, rows, *, min_last=1):
     if len(edges) > 2 and edges[-1] - edges[-2] < min_last:
         del edges[-2]
     return list(itertools.pairwise(edges))
-
-
-def color_keys(pixels8, *, block=1 << 20):
-    """24-bit keys (H, W) uint32 of an (H, W, 3) uint8 image, built in blocks of rows so
-    that no full-size temporary is made."""
-    H, W, _ = pixels8.shape
-    keys = np.empty((H, W), dtype=np.uint32)
-    for a, b in strips(H, rows_per_strip(W, block)):
-        p = pixels8[a:b]
-        k = keys[a:b]
-        np.left_shift(p[..., 0], 16, out=k, dtype=np.uint32)
-        k |= np.left_shift(p[..., 1], 8, dtype=np.uint32)
-        k |= p[..., 2]
-    return keys
-
-
-def keys_to_rgb8(keys):
-    keys = np.asarray(keys, dtype=np.uint32)
-    return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=-1).astype(np.uint8)
 
 
 @dataclass
@@ -340,13 +322,13 @@ def pixel_data(image, *, space="rgb", xy=0.0, dedup=True, max_rows=None, max_col
     if pixels.dtype == np.uint8 and (colour_only or space == "lab"):
         unique_keys, counts = distinct_colors(pixels, visible)
         if colour_only and (max_colors is None or len(unique_keys) <= max_colors):
-            colours = keys_to_rgb8(unique_keys).astype(np.float32) / 255.0
+            colours = keys_to_rgb(unique_keys, np.float32) / 255.0
             color_X = rgb_to_features(colours, space)
             color = dict(pixels8=pixels, unique_keys=unique_keys, color_X=color_X)
             return PixelData(color_X, counts.astype(np.float64), colours, **common, **color)
         del counts
     if pixels.dtype == np.uint8 and space == "lab":
-        color_X = rgb_to_features(keys_to_rgb8(unique_keys).astype(np.float32) / 255.0, space)
+        color_X = rgb_to_features(keys_to_rgb(unique_keys, np.float32) / 255.0, space)
         empty = np.empty((0, 3), np.float32)
         color = dict(pixels8=pixels, unique_keys=unique_keys, color_X=color_X)
         data = PixelData(empty, None, empty, **common, **color)
@@ -415,9 +397,9 @@ def _fit_rows(data, max_rows, seed):
     data.sampled = True
     rows, cols = np.divmod(idx, W)
     if data.pixels8 is not None:
-        keys = color_keys(data.pixels8[rows, cols][None])[0]
+        keys = color_keys(data.pixels8[rows, cols])
         which = np.searchsorted(data.unique_keys, keys)
-        colour, rgb = data.color_X[which], keys_to_rgb8(keys).astype(np.float32) / 255.0
+        colour, rgb = data.color_X[which], keys_to_rgb(keys, np.float32) / 255.0
     else:
         rgb = _to_unit_rgb(data.pixels[rows, cols])
         colour = rgb_to_features(rgb, data.space)

@@ -7,8 +7,9 @@ components, as region benchmarks such as BSDS count segments)."""
 import numpy as np
 
 from .color import rgb_to_lab
+from .colorkeys import color_keys, keys_to_rgb
 from .errors import SegmentError
-from .features import color_keys, keys_to_rgb8, rows_per_strip, strips
+from .features import rows_per_strip, strips
 from .quantize.mapping import BLOCK_ROWS, PaletteImage, unit_scale
 from .ssim import masked_ssim_map
 
@@ -104,7 +105,7 @@ def _pair_rows(original8, palette_image, visible, bounds):
         counts.append(c)
     keys, inverse = np.unique(np.concatenate(parts), return_inverse=True)
     weight = np.bincount(inverse.ravel(), weights=np.concatenate(counts).astype(np.float64))
-    colours = keys_to_rgb8((keys >> 16).astype(np.uint32)).astype(np.float64) / 255.0
+    colours = keys_to_rgb((keys >> 16).astype(np.uint32), np.float64) / 255.0
     return colours, weight, palette_image.palette[keys & 0xFFFF]
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colorkeys import color_keys
 from ..errors import SegmentError
-from ..features import NOTHING_TO_SEGMENT, color_keys, distinct_colors, pixel_data
+from ..features import NOTHING_TO_SEGMENT, distinct_colors, pixel_data
 from ..imageio.files import MAX_MODEL_BYTES, load_json
 from ..imageio.read import count_frames, load_image
 from ..options import FitOptions

@@ -16,8 +16,8 @@ import numpy as np
 import gmm
 
 from ..color import features_to_rgb, rgb_to_features, rgb_to_uint8
+from ..colorkeys import keys_to_rgb
 from ..errors import SegmentError
-from ..features import keys_to_rgb8
 from ..fit import collect_notes, fit_rows, gmm_options, sort_components
 from ..metrics import psnr
 from ..outputs.files import write_json
@@ -124,7 +124,7 @@ class ColourHistogram:
         keys = np.flatnonzero(self.counts).astype(np.uint32)
         w = self.counts[keys].astype(np.float64)
         self.counts = None
-        rgb = keys_to_rgb8(keys).astype(np.float32) / 255.0
+        rgb = keys_to_rgb(keys, np.float32) / 255.0
         return rgb_to_features(rgb, space), w
 
 

@@ -77,17 +77,12 @@ def adaptive_dither(pixels8, palette, level, *, visible=None, nearest=None):
     """
     pal = np.asarray(palette, np.uint8)
     if nearest is None:
-        from .histogram import (
-            colour_keys,
-            count_colours,
-            keys_to_rgb,
-            map_pixels,
-            nearest_colour,
-        )
+        from ..colorkeys import color_keys, keys_to_rgb
+        from .histogram import count_colours, map_pixels, nearest_colour
 
-        keys_image, flat = colour_keys(pixels8)
-        keys, _ = count_colours(flat)
-        index = nearest_colour(keys_to_rgb(keys), pal).astype(np.uint8)
+        keys_image = color_keys(pixels8)
+        keys, _ = count_colours(keys_image.ravel())
+        index = nearest_colour(keys_to_rgb(keys, np.float32), pal).astype(np.uint8)
         nearest = map_pixels(keys_image, keys, index)
     strength = local_std(pixels8)
     strength *= -float(level) / SMOOTH_STD

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colorkeys import color_keys
 from ..errors import SegmentError, printable
 from .quantizer import MAX_COLOURS, OutputLarger, quantize_pixels, to_uint8
 
@@ -290,7 +291,7 @@ def _delta_e_search(
         )
         rgb = pixels8.reshape(-1, 3) if visible is None else pixels8[visible]
         got = idx.reshape(-1) if visible is None else idx[visible]
-        keys = (rgb.astype(np.uint32) << np.array([16, 8, 0], np.uint32)).sum(axis=1)
+        keys = color_keys(rgb)
         _, first, counts = np.unique(
             keys.astype(np.int64) * 256 + got, return_index=True, return_counts=True
         )

@@ -13,6 +13,7 @@ import heapq
 
 import numpy as np
 
+from ..colorkeys import color_keys, keys_to_rgb
 from .histogram import nearest_colour
 
 #: Speed (1 = slowest, best; 10 = fastest) → (bits dropped per channel, Lloyd iterations for
@@ -188,10 +189,9 @@ def fit_histogram_palette(rows, weight, k, *, seed=0, max_iter=16):
 
 def order_palette(palette):
     """Distinct colours of a uint8 palette, ordered dark to light (luma, then value)."""
-    p = np.asarray(palette, dtype=np.uint8).reshape(-1, 3).astype(np.uint32)
     # Sorted distinct keys without np.unique, which imports numpy.ma (start-up time).
-    keys = np.sort((p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2])
+    keys = np.sort(color_keys(np.asarray(palette, dtype=np.uint8).reshape(-1, 3)))
     keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
-    pal = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
+    pal = keys_to_rgb(keys, np.uint8)
     luma = pal.astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722])
     return pal[np.lexsort((pal[:, 2], pal[:, 1], pal[:, 0], luma))]

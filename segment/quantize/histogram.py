@@ -21,6 +21,8 @@ squares stay below 2^24).
 
 import numpy as np
 
+from ..colorkeys import keys_to_rgb
+
 #: Palettes up to this size are compared with every point (the cell set-up costs more).
 DENSE_MAX = 24
 #: Levels per cell of the candidate grid, log2: coarse cells (fewer, with more candidates)
@@ -28,17 +30,6 @@ DENSE_MAX = 24
 COARSE_SHIFT, FINE_SHIFT, FINE_FROM = 5, 4, 400_000
 #: Rows per block of dense distance computations.
 BLOCK = 1 << 15
-
-
-def colour_keys(pixels8, visible=None):
-    """24-bit keys of the pixels of an (H, W, 3) uint8 image: (H, W) uint32, and the flat
-    keys of the visible ones (a view when all are visible)."""
-    p = np.asarray(pixels8)
-    keys = np.left_shift(p[..., 0], 16, dtype=np.uint32)
-    keys |= np.left_shift(p[..., 1], 8, dtype=np.uint32)
-    keys |= p[..., 2]
-    flat = keys.ravel() if visible is None else keys[visible]
-    return keys, flat
 
 
 def count_colours(flat_keys):
@@ -49,16 +40,6 @@ def count_colours(flat_keys):
     starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
     counts = np.diff(np.append(starts, len(s)))
     return s[starts], counts.astype(np.int64)
-
-
-def keys_to_rgb(keys, dtype=np.float32):
-    """(n,) 24-bit keys → (n, 3) colours in 0–255 units of ``dtype``."""
-    keys = np.asarray(keys, dtype=np.uint32)
-    out = np.empty((len(keys), 3), dtype=dtype)
-    out[:, 0] = keys >> 16
-    out[:, 1] = (keys >> 8) & 255
-    out[:, 2] = keys & 255
-    return out
 
 
 def binned(keys, counts, bits):

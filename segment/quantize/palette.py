@@ -13,8 +13,8 @@ import numpy as np
 import gmm
 
 from ..color import features_to_rgb, rgb_to_uint8
+from ..colorkeys import keys_to_rgb
 from ..errors import SegmentError
-from ..features import keys_to_rgb8
 from ..fit import collect_notes
 
 MAX_COLOURS = 256
@@ -127,7 +127,7 @@ def fit_palette(
     if data.xy:
         raise SegmentError("a palette is fitted to colours only; use xy=0 for the features.")
     if data.deduplicated and len(data.X) <= k:
-        palette = _distinct_sorted(keys_to_rgb8(data.unique_keys))
+        palette = _distinct_sorted(keys_to_rgb(data.unique_keys, np.uint8))
         notes = (
             []
             if len(data.X) == k

@@ -20,16 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colorkeys import color_keys, keys_to_rgb
 from ..errors import SegmentError
 from .histfit import SPEEDS, lloyd, order_palette, seed_centres, split_centres
-from .histogram import (
-    binned,
-    colour_keys,
-    count_colours,
-    keys_to_rgb,
-    map_pixels,
-    nearest_colour,
-)
+from .histogram import binned, count_colours, map_pixels, nearest_colour
 
 MAX_COLOURS = 256
 #: pngquant's exit statuses, which ``segment quantize`` shares.
@@ -61,12 +55,12 @@ class Histogram:
 
     @classmethod
     def of(cls, pixels8, visible=None):
-        keys_image, flat = colour_keys(pixels8, visible)
-        keys, counts = count_colours(flat)
+        keys_image = color_keys(pixels8)
+        keys, counts = count_colours(keys_image.ravel() if visible is None else keys_image[visible])
         return cls(keys_image, keys, counts, visible)
 
     def colours(self):
-        return keys_to_rgb(self.keys)
+        return keys_to_rgb(self.keys, np.float32)
 
     def sse(self, palette, index=None):
         """Squared error (0–255 units, summed over pixels and channels) of the nearest
@@ -208,8 +202,8 @@ def read_palette(path):
     px = image.pixels
     if px.dtype != np.uint8:
         raise SegmentError(f"{path.name}: a palette file must be an 8-bit image.")
-    keys, first = np.unique(colour_keys(px)[1], return_index=True)
-    return _checked_palette(keys_to_rgb(keys[np.argsort(first)]).astype(np.uint8), path)
+    keys, first = np.unique(color_keys(px).ravel(), return_index=True)
+    return _checked_palette(keys_to_rgb(keys[np.argsort(first)], np.uint8), path)
 
 
 def _checked_palette(pal, path):

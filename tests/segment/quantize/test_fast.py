@@ -13,16 +13,10 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from segment.cli.app import app
+from segment.colorkeys import color_keys, keys_to_rgb
 from segment.quantize.diffusion import adaptive_dither, floyd_steinberg
 from segment.quantize.histfit import lloyd, split_centres
-from segment.quantize.histogram import (
-    binned,
-    colour_keys,
-    count_colours,
-    keys_to_rgb,
-    map_pixels,
-    nearest_colour,
-)
+from segment.quantize.histogram import binned, count_colours, map_pixels, nearest_colour
 from segment.quantize.quantizer import (
     Histogram,
     parse_quality,
@@ -78,13 +72,15 @@ def test_nearest_colour_equals_brute_force(P, kind):
 def test_map_pixels_equals_per_pixel_nearest():
     img = photo_like()
     palette = np.random.default_rng(1).integers(0, 256, (200, 3)).astype(np.uint8)
-    keys_image, flat = colour_keys(img)
-    keys, counts = count_colours(flat)
+    keys_image = color_keys(img)
+    keys, counts = count_colours(keys_image.ravel())
     assert counts.sum() == img.shape[0] * img.shape[1]
     np.testing.assert_array_equal(
-        keys_to_rgb(keys).astype(np.uint8), np.unique(img.reshape(-1, 3), axis=0)
+        keys_to_rgb(keys, np.uint8), np.unique(img.reshape(-1, 3), axis=0)
     )
-    idx = map_pixels(keys_image, keys, nearest_colour(keys_to_rgb(keys), palette).astype(np.uint8))
+    idx = map_pixels(
+        keys_image, keys, nearest_colour(keys_to_rgb(keys, np.float32), palette).astype(np.uint8)
+    )
     np.testing.assert_array_equal(idx.ravel(), brute_nearest(img.reshape(-1, 3), palette))
 
 
@@ -125,7 +121,7 @@ def test_lloyd_never_increases_the_error_and_psnr_is_exact():
     q = pal[idx].astype(np.float64)
     mse = ((img - q) ** 2).mean()
     assert info["psnr_db"] == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
-    rows, w = binned(*count_colours(colour_keys(img)[1]), 0)
+    rows, w = binned(*count_colours(color_keys(img).ravel()), 0)
     c = split_centres(rows, w, 16)
     errs = [lloyd(rows, w, c, max_iter=i, tol=0)[1] for i in range(5)]
     assert all(b <= a + 1e-6 for a, b in itertools.pairwise(errs))
