@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from ..colorkeys import color_keys
-from ..errors import SegmentError, printable
-from .quantizer import MAX_COLOURS, OutputLarger, quantize_pixels, to_uint8
+from ..errors import SegmentError
+from .quantizer import (
+    MAX_COLOURS,
+    OutputLarger,
+    quantize_pixels,
+    refuse_missing_channels,
+    to_uint8,
+)
 
 DEFAULT_EXT = ".q.png"
 
@@ -174,12 +180,7 @@ def quantize_file(
     if out_path.exists() and not overwrite:
         raise SegmentError(f"{out_path} already exists; pass --overwrite to replace it.")
     image = load_image(path, max_pixels=max_pixels)
-    if image.pixels.dtype.kind == "f" and np.isnan(image.pixels).any():
-        n = int(np.isnan(image.pixels).any(axis=2).sum())
-        raise SegmentError(
-            f"{printable(path)}: {n} pixel(s) miss some channels (NaN); a palette image needs "
-            "every channel: fill them first (segment fill IMAGE -o FILLED.tif)."
-        )
+    refuse_missing_channels(image, path)
     notes = list(image.notes)
     visible = image.alpha
     k_max = MAX_COLOURS - (visible is not None)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..colorkeys import color_keys, keys_to_rgb
-from ..errors import SegmentError
+from ..errors import SegmentError, printable
 from .histfit import SPEEDS, lloyd, order_palette, seed_centres, split_centres
 from .histogram import binned, count_colours, map_pixels, nearest_colour
 
@@ -135,7 +135,7 @@ def fit_palette(hist, k, *, speed=4, seed=0, max_iter=None, tol=1e-4, posterize=
     return order_palette(posterize_palette(pal, posterize))
 
 
-def search_k(hist, k_max, target_db, fit):
+def smallest_k_reaching(hist, k_max, target_db, fit):
     """The smallest k <= ``k_max`` whose PSNR reaches ``target_db`` (bisection over k, as
     PSNR grows with k almost monotonically); None when even ``k_max`` does not.
 
@@ -214,6 +214,17 @@ def _checked_palette(pal, path):
     return pal
 
 
+def refuse_missing_channels(image, path):
+    """SegmentError when some pixels of ``image`` miss channels (NaN): a palette image
+    needs every channel."""
+    if image.pixels.dtype.kind == "f" and np.isnan(image.pixels).any():
+        n = int(np.isnan(image.pixels).any(axis=2).sum())
+        raise SegmentError(
+            f"{printable(path)}: {n} pixel(s) miss some channels (NaN); a palette image needs "
+            "every channel: fill them first (segment fill IMAGE -o FILLED.tif)."
+        )
+
+
 def to_uint8(pixels):
     """8-bit pixels of any depth (rounded; a palette PNG is 8-bit)."""
     p = np.asarray(pixels)
@@ -281,7 +292,7 @@ def quantize_pixels(
         info["k"] = len(pal)
     elif quality is not None:
         q_min, q_max = quality
-        best, pal, sse, index, tried = search_k(hist, k, q_max, fit)
+        best, pal, sse, index, tried = smallest_k_reaching(hist, k, q_max, fit)
         info["search"] = [{"k": kk, "psnr_db": p, "reached": p >= q_max} for kk, p in tried]
         info["reached"] = best is not None
         if best is None and q_min is not None and hist.psnr(sse) < q_min:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SegmentError, printable
+from ..errors import SegmentError
 from ..features import pixel_data
 from ..imageio.read import load_image
 from ..metrics import image_figures
@@ -14,6 +14,7 @@ from ..outputs.files import write_palette_png
 from ..outputs.paths import check_outputs, make_dir
 from .mapping import PaletteImage
 from .palette import FIT_ROWS, MAX_COLOURS
+from .quantizer import refuse_missing_channels
 from .search import Quantizer, check_target, meets_target, not_reached_note, search_k
 
 
@@ -89,12 +90,7 @@ def quantize_file_mixture(
     if out_path.parent != Path():
         make_dir(out_path.parent)
     image = load_image(path, max_pixels=max_pixels)
-    if image.pixels.dtype.kind == "f" and np.isnan(image.pixels).any():
-        n = int(np.isnan(image.pixels).any(axis=2).sum())
-        raise SegmentError(
-            f"{printable(path)}: {n} pixel(s) miss some channels (NaN); a palette image needs "
-            "every channel: fill them first (segment fill IMAGE -o FILLED.tif)."
-        )
+    refuse_missing_channels(image, path)
     # 8-bit images: the distinct colours with their counts (exact); others: at most
     # FIT_ROWS pixels sampled for the fit, every pixel mapped strip by strip.
     data = pixel_data(image, space=space, max_rows=FIT_ROWS, seed=seed)
