@@ -11,9 +11,11 @@ to Typer's own coercion, built only then. Values and error messages are Typer's;
 compare both ways on every parameter of every command.
 
 If Typer's internals change shape (no ``type_descriptor`` or ``_runtime_param`` on a
-parameter), the parameter is left to Typer: slower start-up, same behaviour.
+parameter, or the functions used below moved), the parameters are left to Typer: slower
+start-up, same behaviour.
 """
 
+import functools
 import math
 import re
 from enum import Enum
@@ -153,10 +155,26 @@ def lean_coercion(command):
     return command
 
 
+@functools.cache
+def _typer_internals():
+    """Whether the Typer functions this module calls exist (their modules do not import
+    pydantic)."""
+    try:
+        from typer import _coercion, _param_types
+    except ImportError:
+        return False
+    return (
+        hasattr(_coercion, "build_runtime_param")
+        and hasattr(_param_types, "coerce_cli_path")
+        and hasattr(_param_types, "coerce_cli_choice")
+    )
+
+
 def _lean(param):
     descriptor = getattr(param, "type_descriptor", None)
     if (
-        descriptor is not None
+        _typer_internals()
+        and descriptor is not None
         and getattr(param, "_runtime_param", True) is None
         and getattr(descriptor, "file_annotation", None) is None
     ):

@@ -4,6 +4,7 @@ every parameter of every command, and what ``segment quantize`` imports."""
 import json
 import subprocess
 import sys
+import types
 from enum import Enum
 from pathlib import Path
 
@@ -174,3 +175,21 @@ def test_lazy_console_prints_and_copies():
     fresh = LazyConsole(stderr=True)
     assert copy.copy(fresh)._settings == {"stderr": True}
     assert pickle.loads(pickle.dumps(fresh))._settings == {"stderr": True}
+
+
+def test_without_typers_internals_every_parameter_is_left_to_typer(monkeypatch):
+    """If a Typer release moves the functions the lean coercion calls, the parameters keep
+    Typer's own coercion (slower start-up, same behaviour) instead of failing."""
+    import typer._param_types
+
+    from segment.cli import coercion
+
+    monkeypatch.delattr(typer._param_types, "coerce_cli_path")
+    coercion._typer_internals.cache_clear()
+    try:
+        param = types.SimpleNamespace(type_descriptor=object(), _runtime_param=None)
+        assert coercion._lean(param)._runtime_param is None
+    finally:
+        monkeypatch.undo()
+        coercion._typer_internals.cache_clear()
+    assert coercion._typer_internals()
