@@ -73,16 +73,15 @@ def region_statistics(features, regions, n_regions, *, step=1):
         if s is None:
             s = np.zeros((m, D))
             q = np.zeros((m, D, D))
-        r = regions[a:b:step, ::step].ravel()
-        f = f.reshape(-1, D).astype(np.float64)
+        # bincount wants intp bins and contiguous float64 weights: converted once here
+        # rather than by each of its D (D + 3) / 2 calls (the same sums, in the same order).
+        r = regions[a:b:step, ::step].ravel().astype(np.intp)
+        f = np.asarray(f).reshape(-1, D)
         finite = np.isfinite(f).all(axis=1)
         if not finite.all():  # pixels with a missing value count but do not vote
             r, f = r[finite], f[finite]
         seen += np.bincount(r, minlength=m)
-        for d in range(D):
-            s[:, d] += np.bincount(r, weights=f[:, d], minlength=m)
-            for e in range(d, D):
-                q[:, d, e] += np.bincount(r, weights=f[:, d] * f[:, e], minlength=m)
+        _add_moments(s, q, r, f, m)
     for d in range(s.shape[1]):
         for e in range(d):
             q[:, d, e] = q[:, e, d]
@@ -92,6 +91,21 @@ def region_statistics(features, regions, n_regions, *, step=1):
         s[partial] *= scale[:, None]
         q[partial] *= scale[:, None, None]
     return n, s, q, seen
+
+
+def _add_moments(s, q, r, f, m):
+    """Add the sums (m, D) and upper-triangle outer-product sums (m, D, D) of the rows ``f``
+    (n, D) of regions ``r`` (n,) intp to ``s`` and ``q``, in float64, pixel by pixel in
+    order (np.bincount): a product of two float32 values is exact in float64."""
+    D = f.shape[1]
+    cols = np.empty((D, len(r)))
+    cols[...] = f.T  # one transposing conversion to float64 rows
+    prod = np.empty(len(r))
+    for d in range(D):
+        s[:, d] += np.bincount(r, weights=cols[d], minlength=m)
+        for e in range(d, D):
+            np.multiply(cols[d], cols[e], out=prod)
+            q[:, d, e] += np.bincount(r, weights=prod, minlength=m)
 
 
 def region_borders(regions, n_regions, *, pixel_cost=None):

@@ -116,7 +116,8 @@ def data_features(
     """:func:`region_features` of a :class:`segment.features.PixelData`: its own CIELAB
     rows when the mixture was fitted on them (no second conversion), else from its
     colours."""
-    if space == data.space == "lab" and texture <= 0 and not (window and window_weight > 0):
+    same = space == data.space == "lab"
+    if same and texture <= 0 and not (window and window_weight > 0):
         return data.colour_features
     return region_features(
         data.strip_rgb,
@@ -129,7 +130,21 @@ def data_features(
         window_energy=window_energy,
         space=space,
         visible=data.visible,
+        colour=functools.partial(_data_colour, data) if same else None,
     )
+
+
+def _data_colour(data, a, b, step=1):
+    """CIELAB features of image rows a:b:step, columns ::step of ``data`` (space "lab"),
+    looked up per distinct colour; invisible pixels (not among the distinct colours) are
+    converted from their own colour, as :func:`rgb_features` of the strip gives them."""
+    f = data.colour_features(a, b, step)
+    if data.visible is not None:
+        hidden = ~data.visible[a:b:step, ::step]
+        if hidden.any():
+            rgb = data.strip_rgb(a, b)[::step, ::step][hidden]
+            f[hidden] = rgb_features(rgb[None], "lab")[0]
+    return f
 
 
 def region_features(
@@ -144,6 +159,7 @@ def region_features(
     window_energy=0.0,
     space="lab",
     visible=None,
+    colour=None,
 ):
     """A callable ``features(a, b, step=1) -> (rows, cols, D)`` float32 of image rows
     ``a:b:step`` and columns ``::step``: CIELAB; with ``texture`` > 0 the local standard
@@ -154,6 +170,9 @@ def region_features(
 
     ``strip_rgb(a, b)`` gives the rows' colours (b - a, W, 3) in [0, 1]. The texture
     does not read pixels outside ``visible`` (H, W) bool, nor missing (NaN) channels.
+    ``colour(a, b, step)``, if given, gives the colour features of those pixels instead of
+    converting ``strip_rgb`` (e.g. :meth:`segment.features.PixelData.colour_features`,
+    looked up per distinct colour: the same values).
     """
     H, W = shape
     tex, scale = None, 1
@@ -173,24 +192,25 @@ def region_features(
         tex *= np.float32(window_weight)
     halo = int(np.ceil(4 * texture_sigma)) if texture > 0 else 0
 
+    if colour is None:
+
+        def colour(a, b, step=1):
+            return rgb_features(strip_rgb(a, b)[::step, ::step], space)
+
     def features(a, b, step=1):
-        lo, hi = max(0, a - halo), min(H, b + halo)
-        rgb = strip_rgb(lo, hi)
-        if texture <= 0 and tex is None:
-            return rgb_features(rgb[a - lo : b - lo : step, ::step], space)
-        parts = [rgb_features(rgb[a - lo : b - lo : step, ::step], space)]
+        parts = [colour(a, b, step)]
         if tex is not None:
             rows = np.arange(a, b, step) // scale
             cols = np.arange(0, W, step) // scale
             parts.append(tex[rows[:, None], cols[None, :]])
-        if texture <= 0:
-            return np.concatenate(parts, axis=2)
-        light = rgb_features(rgb)[..., 0].astype(np.float64)
-        mean = ndimage.gaussian_filter(light, texture_sigma, mode="nearest")
-        sq = ndimage.gaussian_filter(light * light, texture_sigma, mode="nearest")
-        std = np.sqrt(np.maximum(sq - mean * mean, 0.0)) * texture
-        parts.append(std[a - lo : b - lo : step, ::step, None].astype(np.float32))
-        return np.concatenate(parts, axis=2)
+        if texture > 0:
+            lo, hi = max(0, a - halo), min(H, b + halo)
+            light = rgb_features(strip_rgb(lo, hi))[..., 0].astype(np.float64)
+            mean = ndimage.gaussian_filter(light, texture_sigma, mode="nearest")
+            sq = ndimage.gaussian_filter(light * light, texture_sigma, mode="nearest")
+            std = np.sqrt(np.maximum(sq - mean * mean, 0.0)) * texture
+            parts.append(std[a - lo : b - lo : step, ::step, None].astype(np.float32))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
 
     return features
 
