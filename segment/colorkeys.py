@@ -5,9 +5,13 @@ every colour at once. Only numpy is imported here: ``segment quantize`` starts w
 the mixture library.
 """
 
+import sys
+
 import numpy as np
 
 __all__ = ["color_keys", "keys_to_rgb"]
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def color_keys(pixels8, *, block=1 << 20):
@@ -21,8 +25,17 @@ def color_keys(pixels8, *, block=1 << 20):
     if keys.size == 0:
         return keys
     step = max(1, block // max(1, keys[0].size))
+    as_bytes = _LITTLE_ENDIAN and p.dtype == np.uint8
     for a in range(0, len(keys), step):
         rows, k = p[a : a + step], keys[a : a + step]
+        if as_bytes:
+            # The key's bytes are (b, g, r, 0) in memory: three byte copies, no shifts.
+            octets = k.view(np.uint8).reshape(*k.shape, 4)
+            octets[..., 0] = rows[..., 2]
+            octets[..., 1] = rows[..., 1]
+            octets[..., 2] = rows[..., 0]
+            octets[..., 3] = 0
+            continue
         np.left_shift(rows[..., 0], 16, out=k, dtype=np.uint32)
         k |= np.left_shift(rows[..., 1], 8, dtype=np.uint32)
         k |= rows[..., 2]

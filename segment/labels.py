@@ -192,33 +192,31 @@ def _block_mean(x, f):
     return _row_means(cols, f)
 
 
-def _gathered_block_mean(table, rows, f, weight=None):
-    """:func:`_block_mean` of ``table[:, rows]`` (times ``weight``), (K, h, w) for ``rows``
-    (h, w) indices into the columns of ``table`` (K, C), without making that array: each
-    column phase is gathered and added at once (the same float32 sums in the same order)."""
-    K = table.shape[0]
+def _gathered_block_mean(table_t, rows, f, weight=None):
+    """:func:`_block_mean` of ``table_t[rows]`` (times ``weight``) with the components first,
+    (K, h', w'), for ``rows`` (h, w) indices into the rows of ``table_t`` (C, K), without
+    making the full-resolution array: each column phase is gathered (a pixel's K values
+    at once, one cache line) and added at once (the same float32 sums in the same order).
+    """
+    K = table_t.shape[1]
     h, w = rows.shape
     n_cols = -(-w // f)
-    cols = np.empty((K, h, n_cols), dtype=np.float32)
-    edge = rows[:, w - 1 : w]
+    cols = np.empty((h, n_cols, K), dtype=np.float32)
     for j in range(f):
-        index = np.ascontiguousarray(rows[:, j::f])
-        n = index.shape[1]
-        scale = None if weight is None else weight[:, j::f]
-        for k in range(K):
-            part = np.take(table[k], index)
-            if scale is not None:
-                part *= scale
-            if j == 0:
-                cols[k] = part
-                continue
-            cols[k, :, :n] += part
-            if n < n_cols:
-                last = np.take(table[k], edge)
-                if weight is not None:
-                    last *= weight[:, w - 1 : w]
-                cols[k, :, n:] += last
-    return _row_means(cols, f)
+        part = np.take(table_t, np.ascontiguousarray(rows[:, j::f]), axis=0)  # (h, n, K)
+        if weight is not None:
+            part *= weight[:, j::f, None]
+        n = part.shape[1]
+        if j == 0:
+            cols[...] = part
+            continue
+        cols[:, :n] += part
+        if n < n_cols:
+            last = np.take(table_t, rows[:, w - 1], axis=0)
+            if weight is not None:
+                last *= weight[:, w - 1 : w]
+            cols[:, n:] += last[:, None, :]
+    return _row_means(np.moveaxis(cols, 2, 0), f)
 
 
 def _row_means(cols, f):
@@ -259,6 +257,7 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
     den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
     height = max(f, strip_height((H, W), K, budget_mib) // f * f)
     table = colour_table(model, data)
+    table_t = None if table is None else np.ascontiguousarray(table[0].T)
     for a, b in strips(H, height):
         hp = -(-(b - a) // f) * f
         low_rows = slice(a // f, a // f + hp // f)
@@ -269,7 +268,7 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
             rows = data.colour_rows(a, b).astype(np.intp)
             if totals is not None:
                 _add_totals(totals, table[1][rows], visible)
-            num[:, low_rows] = _gathered_block_mean(table[0], rows, f, m)
+            num[:, low_rows] = _gathered_block_mean(table_t, rows, f, m)
         else:
             logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals)
             m = None if visible is None else visible.astype(np.float32)

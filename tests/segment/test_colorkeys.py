@@ -29,3 +29,12 @@ def test_input_is_not_modified_and_extremes_are_exact():
     before = rgb.copy()
     np.testing.assert_array_equal(color_keys(rgb), [0, 0xFFFFFF, 0xFF0001])
     np.testing.assert_array_equal(rgb, before)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_keys_of_unsigned_dtypes_holding_8_bit_values(dtype):
+    rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3)).astype(dtype)
+    r, g, b = (rgb[..., c].astype(np.int64) for c in range(3))
+    np.testing.assert_array_equal(color_keys(rgb), r * 65536 + g * 256 + b)
+    # A non-contiguous view (every other column) gives the keys of its own pixels.
+    np.testing.assert_array_equal(color_keys(rgb[:, ::2]), (r * 65536 + g * 256 + b)[:, ::2])

@@ -254,7 +254,7 @@ def test_gathered_block_mean_equals_the_block_mean_of_the_gathered_array(f, weig
     x = table[:, rows]
     if weighted:
         x = x * weight
-    fast = labelling._gathered_block_mean(table, rows, f, weight)
+    fast = labelling._gathered_block_mean(np.ascontiguousarray(table.T), rows, f, weight)
     np.testing.assert_array_equal(fast, labelling._block_mean(x, f))
 
 
