@@ -156,9 +156,7 @@ class PixelData:
 
     def strip_rgb(self, a, b):
         """Colours (b-a, W, 3) float32 in [0, 1] of image rows [a, b)."""
-        if self.pixels8 is not None:
-            return self.pixels8[a:b].astype(np.float32) / 255.0
-        return _to_unit_rgb(self.pixels[a:b])
+        return _to_unit_rgb(self.pixels[a:b] if self.pixels8 is None else self.pixels8[a:b])
 
     def colour_features(self, a, b, step=1):
         """Colour features (rows, cols, 3) float32 of image rows a:b:step, columns ::step:

@@ -195,11 +195,31 @@ def reduced_image(strip_rgb, shape, scale):
         b = min(H, a + rows)
         x = np.asarray(strip_rgb(a, b), dtype=np.float32)
         hp = -(-(b - a) // scale) * scale
-        x = np.pad(x, ((0, hp - (b - a)), (0, w * scale - W), (0, 0)), mode="edge")
-        out[a // scale : a // scale + hp // scale] = x.reshape(
-            hp // scale, scale, w, scale, 3
-        ).mean(axis=(1, 3))
+        # Channel planes, edge-extended to whole blocks: a block's taps are then strided
+        # rows of w values (with the channels last, numpy would add runs of three).
+        planes = np.empty((3, hp, w * scale), dtype=np.float32)
+        planes[:, : b - a, :W] = x.transpose(2, 0, 1)
+        planes[:, : b - a, W:] = planes[:, : b - a, W - 1 : W]
+        planes[:, b - a :] = planes[:, b - a - 1 : b - a]
+        out[a // scale : a // scale + hp // scale] = _block_means(planes, scale).transpose(1, 2, 0)
     return out
+
+
+def _block_means(planes, f):
+    """Means (C, h / f, w / f) of the f × f blocks of ``planes`` (C, h, w) float32: each
+    block's values added one after the other in row-major order, then divided by f²
+    (what ``reshape(C, h / f, f, w / f, f).mean(axis=(2, 4))`` computes, bit for bit, in
+    a few strided passes instead of numpy's reduction over two inner axes)."""
+    C, h, w = planes.shape
+    blocks = planes.reshape(C, h // f, f, w // f, f)
+    acc = blocks[:, :, 0, :, 0].copy()
+    for i in range(f):
+        for j in range(f):
+            if i or j:
+                acc += blocks[:, :, i, :, j]
+    # As np.mean divides: by the count as an intp, in float64, cast back.
+    np.true_divide(acc, np.intp(f * f), out=acc, casting="unsafe")
+    return acc
 
 
 def texture_map(lab, *, size=7, dims=4, energy=0.0):

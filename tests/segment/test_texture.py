@@ -173,6 +173,45 @@ def test_reduced_image_is_the_block_means():
     np.testing.assert_array_equal(reduced_image(lambda a, b: rgb[a:b], rgb.shape[:2], 1), rgb)
 
 
+def _sequential_block_mean(block):
+    """A block's mean as one float32 sum in row-major order, divided in float64."""
+    acc = np.float32(0.0)
+    for v in block.reshape(-1):
+        acc = np.float32(acc + v)
+    return np.float32(np.float64(acc) / block.size)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 5])
+def test_reduced_image_is_the_sequential_block_sum_bit_for_bit(scale):
+    from segment.texture import reduced_image
+
+    rgb = np.random.default_rng(scale).random((13, 17, 3)).astype(np.float32)
+    rgb[2, 3, 1] = np.nan  # a missing channel spoils its block only
+    small = reduced_image(lambda a, b: rgb[a:b], rgb.shape[:2], scale)
+    h, w = -(-13 // scale), -(-17 // scale)
+    padded = np.pad(rgb, ((0, h * scale - 13), (0, w * scale - 17), (0, 0)), mode="edge")
+    want = np.empty((h, w, 3), np.float32)
+    for i in range(h):
+        for j in range(w):
+            for c in range(3):
+                block = padded[i * scale : (i + 1) * scale, j * scale : (j + 1) * scale, c]
+                want[i, j, c] = _sequential_block_mean(block)
+    np.testing.assert_array_equal(small, want)
+    assert np.isnan(small[2 // scale, 3 // scale, 1]) and np.isfinite(small[..., 0]).all()
+
+
+def test_reduced_image_in_strips_equals_numpy_block_means():
+    """A wide image is reduced in several strips (the last one short): the same values as
+    numpy's mean of the edge-padded image's blocks."""
+    from segment.texture import reduced_image
+
+    rgb = np.random.default_rng(9).random((21, 70001, 3)).astype(np.float32)
+    small = reduced_image(lambda a, b: rgb[a:b], rgb.shape[:2], 8)
+    padded = np.pad(rgb, ((0, 3), (0, 7), (0, 0)), mode="edge")
+    want = padded.reshape(3, 8, 8751, 8, 3).mean(axis=(1, 3))
+    np.testing.assert_array_equal(small, want)
+
+
 def test_texture_energy_is_the_local_energy_of_the_responses():
     from segment.texture import texture_map
 
