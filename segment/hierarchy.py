@@ -95,8 +95,8 @@ def region_statistics(features, regions, n_regions, *, step=1):
 
 def _add_moments(s, q, r, f, m):
     """Add the sums (m, D) and upper-triangle outer-product sums (m, D, D) of the rows ``f``
-    (n, D) of regions ``r`` (n,) intp to ``s`` and ``q``, in float64, pixel by pixel in
-    order (np.bincount): a product of two float32 values is exact in float64."""
+    (n, D) of regions ``r`` (n,) intp to ``s`` and ``q``: float64 additions pixel after
+    pixel in raster order (np.bincount), on which the order of the greedy merges depends."""
     D = f.shape[1]
     cols = np.empty((D, len(r)))
     cols[...] = f.T  # one transposing conversion to float64 rows

@@ -215,3 +215,55 @@ def test_missing_values_count_but_do_not_vote():
     assert result.n_final == 2
     ref, _ = describe_regions(labels, 5, img, eps=4.0, boundary_bits=2.0, min_size=0)
     assert np.array_equal(out, ref)
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_region_statistics_are_pixel_by_pixel_sums_in_raster_order(step):
+    """The sums are float64 additions pixel after pixel in raster order (bit for bit: the
+    greedy merges depend on them), the outer products of the upper triangle mirrored; a
+    pixel with a non-finite feature is counted in n but gives no sums; with a grid step
+    the sums are scaled to each region's pixel count. Against a per-pixel Python loop and
+    a per-region numpy computation."""
+    rng = np.random.default_rng(11)
+    H, W, D = 23, 29, 4
+    regions = rng.integers(0, 6, (H, W)).astype(np.int32)  # 0: pixels left out
+    feats = (rng.normal(0, 40, (H, W, D)) + rng.normal(0, 1e4, D)).astype(np.float32)
+    feats[3, 5, 1] = np.nan
+    feats[7, 2, 0] = np.inf
+    n, s, q, seen = region_statistics(feats, regions, 5, step=step)
+    n_ref, seen_ref = np.zeros(6), np.zeros(6)
+    s_ref, q_ref = np.zeros((6, D)), np.zeros((6, D, D))
+    for y in range(H):
+        for x in range(W):
+            r = regions[y, x]
+            n_ref[r] += 1
+            f = feats[y, x].astype(np.float64)
+            if y % step or x % step or not np.isfinite(f).all():
+                continue
+            seen_ref[r] += 1
+            for d in range(D):
+                s_ref[r, d] += f[d]
+                for e in range(d, D):
+                    q_ref[r, d, e] += f[d] * f[e]
+    q_ref = np.triu(q_ref) + np.triu(q_ref, 1).transpose(0, 2, 1)
+    scale = np.where(seen_ref > 0, n_ref / np.maximum(seen_ref, 1), 1.0)
+    partial = (seen_ref != n_ref) & (seen_ref > 0)
+    s_ref[partial] *= scale[partial, None]
+    q_ref[partial] *= scale[partial, None, None]
+    np.testing.assert_array_equal(n, n_ref)
+    np.testing.assert_array_equal(seen, seen_ref)
+    np.testing.assert_array_equal(s, s_ref)
+    np.testing.assert_array_equal(q, q_ref)
+    # The same, per region, with numpy (another summation order: equal to rounding).
+    grid = regions[::step, ::step]
+    rows = feats[::step, ::step].reshape(-1, D).astype(np.float64)
+    ok = np.isfinite(rows).all(axis=1)
+    for r in range(1, 6):
+        X = rows[(grid.ravel() == r) & ok]
+        c = n_ref[r] / len(X)
+        np.testing.assert_allclose(s[r], X.sum(axis=0) * c, rtol=1e-12)
+        np.testing.assert_allclose(q[r], X.T @ X * c, rtol=1e-12)
+    # A callable giving rows a:b:step, columns ::step, gives the same.
+    call = region_statistics(lambda a, b, st=1: feats[a:b:st, ::st], regions, 5, step=step)
+    for got, want in zip(call, (n, s, q, seen), strict=True):
+        np.testing.assert_array_equal(got, want)

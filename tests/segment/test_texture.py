@@ -311,3 +311,55 @@ def test_transparent_pixels_do_not_make_texture_at_the_alpha_edge():
     out = segment_regions(img, visible=visible)
     assert len(np.unique(out[visible])) == 2
     assert (out[~visible] == -1).all()
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+@pytest.mark.parametrize("max_rows", [None, 300])
+def test_data_features_read_cielab_per_distinct_colour(alpha, max_rows):
+    """An 8-bit image's region features take CIELAB from its distinct colours' table: the
+    values skimage's rgb2lab gives each pixel (bit for bit), invisible pixels included
+    (they are not among the distinct colours), and the texture features are those
+    computed from the pixels."""
+    from pathlib import Path
+
+    from skimage.color import rgb2lab
+
+    from segment.features import pixel_data
+    from segment.imageio import Image
+    from segment.mdl import data_features
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (41, 57, 3), dtype=np.uint8)
+    pixels[10:30, 5:40] = pixels[10:30, 5:40] // 64 * 64  # repeated colours too
+    visible = None
+    if alpha:
+        visible = np.ones(pixels.shape[:2], bool)
+        visible[:9, 20:] = False
+        visible[::5, ::7] = False
+    image = Image(
+        pixels=pixels,
+        alpha=visible,
+        path=Path("x.png"),
+        format="PNG",
+        mode="RGBA" if alpha else "RGB",
+        frame=0,
+        n_frames=1,
+    )
+    data = pixel_data(image, space="lab", max_rows=max_rows)
+    assert data.color_X is not None
+    features = data_features(data)
+    reference = region_features(
+        data.strip_rgb,
+        data.shape,
+        window=7,
+        window_dims=4,
+        window_weight=0.5,
+        window_energy=2.0,
+        visible=visible,
+    )
+    lab = rgb2lab((pixels.astype(np.float32) / 255.0).astype(np.float64)).astype(np.float32)
+    for a, b, step in ((0, 41, 1), (3, 30, 1), (0, 41, 3), (5, 38, 2)):
+        got = features(a, b, step)
+        assert got.shape == (len(range(a, b, step)), len(range(0, 57, step)), 7)
+        np.testing.assert_array_equal(got[..., :3], lab[a:b:step, ::step])
+        np.testing.assert_array_equal(got, reference(a, b, step))
