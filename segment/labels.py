@@ -256,18 +256,23 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
     num = np.empty((K, Hp // f, Wp // f), dtype=np.float32)
     den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
     height = max(f, strip_height((H, W), K, budget_mib) // f * f)
-    table = colour_table(model, data)
-    table_t = None if table is None else np.ascontiguousarray(table[0].T)
+    table_t, table = None, colour_table(model, data)
+    if table is not None:
+        # Each colour's K values side by side (gathered per pixel); the (K, C) layout is
+        # freed at once, so that the table is held once.
+        logr, loglik = table
+        table_t = np.ascontiguousarray(logr.T)
+        del logr, table
     for a, b in strips(H, height):
         hp = -(-(b - a) // f) * f
         low_rows = slice(a // f, a // f + hp // f)
-        if table is not None:
+        if table_t is not None:
             # Straight from the colours' table to the block sums: no full-resolution array.
             visible = None if data.visible is None else data.visible[a:b]
             m = None if visible is None else visible.astype(np.float32)
             rows = data.colour_rows(a, b).astype(np.intp)
             if totals is not None:
-                _add_totals(totals, table[1][rows], visible)
+                _add_totals(totals, loglik[rows], visible)
             num[:, low_rows] = _gathered_block_mean(table_t, rows, f, m)
         else:
             logr, visible = _strip_logr(model, data, a, b, K, W, (a, b), totals)
