@@ -25,7 +25,7 @@ from .options import FitOptions, default_smooth
 from .outputs.files import atomic_group
 from .outputs.model_file import ImageInfo
 from .outputs.paths import check_outputs, make_dir, output_paths
-from .outputs.segmentation import write_segmentation
+from .outputs.segmentation import start_plots, write_segmentation
 
 
 def frames(path, all_frames, max_pixels):
@@ -50,12 +50,15 @@ def segment_file(
     soft=False,
     masks=False,
     animate=False,
+    plot_worker=None,
 ):
     """Segment one file (each of its frames with ``all_frames``) and write its outputs.
 
     ``soft`` adds the soft, uncertainty, outliers and overlay images; ``masks`` one mask
     image per component; ``animate`` NAME.em.gif, EM's iterations drawn over the colours
-    (not with a range of k, where many fits compete).
+    (not with a range of k, where many fits compete). ``plot_worker``
+    (:func:`segment.outputs.plot_process.plot_worker`) draws the plots while the labels
+    are made.
 
     Returns
     -------
@@ -64,7 +67,7 @@ def segment_file(
     """
     options.validate()
 
-    def fit(data, path):
+    def fit(data, path, fitted):
         recorder = None
         if animate and not options.selects:
             from .outputs.animation import EMRecorder
@@ -72,6 +75,7 @@ def segment_file(
             recorder = EMRecorder(options.covariance_type, [0, 1, 2], then=on_iteration)
         seg = fit_data(data, options, recorder or on_iteration, where=path)
         seg.recorder = recorder
+        fitted(seg)
         figures = figures_of(seg)
         if animate and recorder is None:
             figures["notes"] = [
@@ -94,6 +98,7 @@ def segment_file(
         soft=soft,
         masks=masks,
         animate=animate and not options.selects,
+        plot_worker=plot_worker,
     )
 
 
@@ -113,9 +118,11 @@ def _each_frame(
     soft=False,
     masks=False,
     animate=False,
+    plot_worker=None,
 ):
     """The loop shared by the commands: per frame, check the outputs, make the features,
-    release the decoded pixels, ``segment(data, path)`` -> (Segmentation, figures), write."""
+    release the decoded pixels, ``segment(data, path, fitted)`` -> (Segmentation, figures)
+    (calling ``fitted(seg)`` once the model is fitted, before the labels), write."""
     path = Path(path)
     stem = stem or path.stem
     out_dir = Path(out_dir)
@@ -147,7 +154,12 @@ def _each_frame(
         data = pixel_data(image, **options.data_kwargs())
         image_notes = list(getattr(image, "notes", ()))
         del image  # the features (or colour keys) carry all that is needed from here
-        seg, figures = segment(data, path)
+        plots = []
+
+        def fitted(seg, paths=paths):
+            plots.append(start_plots(seg, paths, plot_worker))
+
+        seg, figures = segment(data, path, fitted)
         image_notes, skipped = skipped + image_notes, []
         if image_notes:
             figures["notes"] = image_notes + list(figures.get("notes", []))
@@ -157,7 +169,13 @@ def _each_frame(
         }
         with atomic_group():  # all outputs of the image, or none
             write_segmentation(
-                seg, paths, image=info, options=options, overwrite=overwrite, figures=figures
+                seg,
+                paths,
+                image=info,
+                options=options,
+                overwrite=overwrite,
+                figures=figures,
+                plots=plots[0] if plots else None,
             )
         summaries.append(
             {
@@ -192,13 +210,14 @@ def apply_file(
 ):
     """Label an image with a saved model (no fitting) and write its outputs."""
 
-    def label(data, path):
+    def label(data, path, fitted):
         if data.X.shape[1] != model.means_.shape[1]:
             raise SegmentError(
                 f"{path}: the model expects {model.means_.shape[1]} features but "
                 f"this image gives {data.X.shape[1]}."
             )
         seg = segmentation_of(model, data, (), options)
+        fitted(seg)
         psnr_db = seg.psnr()
         loglik, bic = seg.loglik_and_bic()
         return seg, {

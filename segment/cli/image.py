@@ -90,6 +90,7 @@ def image_cmd(
     (label map), NAME.loglik.png and NAME.density.png (plots) and NAME.model.json
     (parameters, options, figures).
     """
+    from ..outputs.plot_process import plot_worker
     from ..pipeline import segment_file
 
     options = fit_options(
@@ -126,6 +127,9 @@ def image_cmd(
             soft=soft,
             masks=masks,
             animate=animate,
+            plot_worker=worker,
         )
 
-    run_files(paths, work, quiet=quiet, as_json=json_, progress_label="EM")
+    # Started now: its imports overlap the decoding and the fit (see plot_process).
+    with plot_worker(plots) as worker:
+        run_files(paths, work, quiet=quiet, as_json=json_, progress_label="EM")

@@ -1,16 +1,48 @@
 """Writing one segmentation: the label images (segmented, quantized, labels), the soft
 outputs and masks, the plots, and last the model file."""
 
-import numpy as np
-
 from ..features import FEATURE_NAMES
 from ..soft import overlay, soft_maps
-from .files import write_json, write_labels_png, write_palette_png
+from .files import write_bytes, write_json, write_labels_png, write_palette_png
 from .model_file import image_input, model_document, output_record, segmented_palette
+from .plot_process import PlotJob
 
 
-def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_model=True):
-    """Write the images, plots and (last) the model file of a segmentation."""
+def plot_specs(seg, paths):
+    """The specs (:mod:`.plots.specs`) of the figures of ``seg`` that ``paths`` asks for
+    (kind -> spec, in the order they are written)."""
+    from .plots.specs import criterion_spec, density_spec, loglik_spec
+
+    specs = {}
+    if "loglik" in paths and len(getattr(seg.model, "history_", ())):
+        specs["loglik"] = loglik_spec(seg.model)
+    if "density" in paths:
+        d = seg.data
+        specs["density"] = density_spec(
+            seg.model,
+            X=d.X,
+            rgb=d.rgb,
+            weight=d.weight,
+            space=d.space,
+            palette=seg.quantized_palette,
+        )
+    if "bic" in paths and seg.selection is not None:
+        specs["bic"] = criterion_spec(seg.selection)
+    return specs
+
+
+def start_plots(seg, paths, worker=None):
+    """The :class:`.plot_process.PlotJob` of the figures of ``seg``: handed to ``worker``
+    (a :class:`.plot_process.PlotWorker`) now, to be drawn while this process makes the
+    labels; drawn when written without one."""
+    return PlotJob(plot_specs(seg, paths), worker)
+
+
+def write_segmentation(
+    seg, paths, *, image, options, overwrite, figures, write_model=True, plots=None
+):
+    """Write the images, plots and (last) the model file of a segmentation; ``plots`` is
+    the figures' :class:`.plot_process.PlotJob` if :func:`start_plots` was called."""
     labels = seg.label_image()
     visible = seg.data.visible
     write_palette_png(
@@ -35,22 +67,10 @@ def write_segmentation(seg, paths, *, image, options, overwrite, figures, write_
     write_labels_png(paths["labels"], labels, seg.k, visible, overwrite=overwrite)
     del labels
     _write_soft(seg, paths, overwrite)
-    if "loglik" in paths and len(getattr(seg.model, "history_", ())):
-        save_loglik_plot(seg.model, paths["loglik"], overwrite)
-    if "density" in paths:
-        d = seg.data
-        save_density_plot(
-            seg.model,
-            paths["density"],
-            X=d.X,
-            rgb=d.rgb,
-            weight=d.weight,
-            space=d.space,
-            palette=seg.quantized_palette,
-            overwrite=overwrite,
-        )
-    if "bic" in paths and seg.selection is not None:
-        _plot_bic(seg.selection, paths["bic"], overwrite)
+    if plots is None:
+        plots = start_plots(seg, paths)
+    for kind, png in plots.pngs().items():
+        write_bytes(paths[kind], png, overwrite=overwrite)
     if "em" in paths and getattr(seg, "recorder", None) is not None:
         save_animation(seg, paths["em"], overwrite)
     if write_model:
@@ -92,61 +112,20 @@ def _write_soft(seg, paths, overwrite):
 
 def save_loglik_plot(model, path, overwrite):
     """NAME.loglik.png: the EM objective of ``model`` per iteration."""
-    from .plots import plot_loglik, save_figure
+    from .plots.render import render
+    from .plots.specs import loglik_spec
 
-    m = model
-    fig = plot_loglik(
-        m.history_,
-        reset_iterations=m.reset_iterations_,
-        converged=m.converged_,
-        ylabel="mean log-likelihood per pixel"
-        + (" (log-posterior)" if m.prior_ is not None else ""),
-    )
-    save_figure(fig, path, overwrite=overwrite)
-
-
-def _plot_bic(selection, path, overwrite):
-    from .plots import plot_criterion, save_figure
-
-    ks, values = selection.values()
-    fig = plot_criterion(ks, values, chosen=selection.chosen, criterion="BIC")
-    save_figure(fig, path, overwrite=overwrite)
+    write_bytes(path, render("loglik", loglik_spec(model)), overwrite=overwrite)
 
 
 def save_density_plot(model, path, *, X, rgb, weight, space, palette, overwrite):
     """NAME.density.png: ``model`` over its feature rows ``X`` (coloured ``rgb``, weighted
     by ``weight``), components in their ``palette`` colours."""
-    from gmm import full_covariances
+    from .plots.render import render
+    from .plots.specs import density_spec
 
-    from .plots import plot_density, save_figure
-
-    m = model
-    K, D = m.means_.shape
-    cov = full_covariances(m.covariance_type, m.covariances_, K, D)[:, :3, :3]
-    X = X[:, :3]
-    # Pixels missing a channel (NaN) have no point in a colour projection: they are shown
-    # by the fitted density only.
-    complete = ~np.isnan(X).any(axis=1)
-    if not complete.all():
-        X, rgb = X[complete], rgb[complete]
-        weight = None if weight is None else weight[complete]
-    rows = (
-        f"{len(X):,} pixels"
-        if weight is None
-        else f"{weight.sum():,.0f} pixels, {len(X):,} distinct colours"
-    )
-    fig = plot_density(
-        X,
-        m.weights_,
-        m.means_[:, :3],
-        cov,
-        sample_colors=rgb,
-        component_colors=palette / 255.0,
-        feature_names=FEATURE_NAMES[space],
-        sample_weight=weight,
-        title=f"Gaussian mixture density: K = {K} component{'s' if K != 1 else ''}, {rows}",
-    )
-    save_figure(fig, path, overwrite=overwrite)
+    spec = density_spec(model, X=X, rgb=rgb, weight=weight, space=space, palette=palette)
+    write_bytes(path, render("density", spec), overwrite=overwrite)
 
 
 #: Pixels drawn in the animation (a weighted sample: the picture, not the fit, needs them).

@@ -1,10 +1,25 @@
 """Figures of a fit, drawn with matplotlib's object API (no pyplot state): the log-likelihood
 history and the BIC curve (:mod:`.history`), the mixture over the pixels (:mod:`.density`),
-and :func:`save_figure` (:mod:`.common`). Imported only when a plot is written: matplotlib
-takes half a second to import."""
+and :func:`save_figure` (:mod:`.common`).
 
-from .common import save_figure
-from .density import plot_density
-from .history import plot_criterion, plot_loglik
+matplotlib takes half a second to import, so it is imported only when a figure is drawn:
+the names below load their modules when first used, and :mod:`.specs` (what a figure
+shows, computed with numpy) and :mod:`.histograms` never import it. :mod:`.render` turns a
+spec into PNG bytes, in this process or in the plot worker (:mod:`.worker`)."""
 
-__all__ = ["plot_criterion", "plot_density", "plot_loglik", "save_figure"]
+import importlib
+
+_HOMES = {
+    "plot_criterion": "history",
+    "plot_density": "density",
+    "plot_loglik": "history",
+    "save_figure": "common",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""What the figures share: argument checks, colours, a new Agg figure, and
-:func:`save_figure`.
+"""What the figures share: colours, a new Agg figure, :func:`figure_png` and
+:func:`save_figure` (the argument checks are in :mod:`.specs`).
 
 Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never through
 ``pyplot``: pyplot keeps a global registry of open figures (a memory leak in long batch
@@ -12,15 +12,15 @@ component's marginal density), ``"ellipse <k> <s>sigma"`` (the s-sigma ellipse o
 k in a pair panel), ``"criterion <name>"`` (one covariance type's criterion values).
 """
 
+import io
 import math
 import numbers
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from ..files import atomic_write
+from ..files import write_bytes
 
 # Neutral inks shared by all figures, so that the component colours stand out.
 INK = "#222222"
@@ -33,38 +33,6 @@ RESET_RED = "#b2182b"
 
 
 HIST_GREY = "#d4d4d4"
-
-
-def float_array(name, value, ndim, shape_hint):
-    """``value`` as a new float64 array with ``ndim`` dimensions, all finite."""
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers of shape {shape_hint}.") from None
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must have shape {shape_hint}; got an array of shape {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity; remove or fill those values.")
-    return arr
-
-
-def check_rgb(name, value, n, what):
-    if value is None:
-        return None
-    rgb = float_array(name, value, 2, f"({n}, 3)")
-    if rgb.shape != (n, 3):
-        raise ValueError(
-            f"{name} must have shape ({n}, 3), one RGB colour per {what}; got {rgb.shape}."
-        )
-    if rgb.min() < 0.0 or rgb.max() > 1.0:
-        raise ValueError(f"{name} must be RGB values in [0, 1]; divide 8-bit colours by 255.")
-    return rgb
-
-
-def check_title(title):
-    if title is not None and not isinstance(title, str):
-        raise ValueError(f"title must be a string or None; got {type(title).__name__}.")
-    return title
 
 
 def new_figure(figsize, layout="constrained"):
@@ -118,13 +86,27 @@ def save_figure(fig, path, *, overwrite=False, dpi=110):
         or dpi <= 0
     ):
         raise ValueError(f"dpi must be a positive number; got {dpi!r}.")
+    write_bytes(path, figure_png(fig, dpi=dpi, free=False), overwrite=overwrite)
+    free_figure(fig)
+
+
+def figure_png(fig, *, dpi=110, free=True):
+    """The PNG file of ``fig`` as bytes (what :func:`save_figure` writes), and the figure
+    freed unless ``free`` is False."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    with atomic_write(path, overwrite=overwrite) as f:
-        # zlib level 3: nearly level 6's size (figures are mostly flat colour) at 2/3 the time
-        fig.savefig(
-            f, format="png", dpi=float(dpi), facecolor="white", pil_kwargs={"compress_level": 3}
-        )
+    buf = io.BytesIO()
+    # zlib level 3: nearly level 6's size (figures are mostly flat colour) at 2/3 the time
+    fig.savefig(
+        buf, format="png", dpi=float(dpi), facecolor="white", pil_kwargs={"compress_level": 3}
+    )
+    if free:
+        free_figure(fig)
+    return buf.getvalue()
+
+
+def free_figure(fig):
+    """Drop the contents of ``fig`` (the object stays valid but empty)."""
     # Removing the axes frees the figure's contents; Figure.clear() would first reset every
     # axes (rebuilding its ticks), which cost as much as drawing them.
     for ax in tuple(fig.axes):

@@ -2,9 +2,7 @@
 the samples and each component's ellipses, and marginal panels with the histogram, the
 mixture density and its weighted components."""
 
-import itertools
 import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -12,97 +10,11 @@ from matplotlib import patheffects
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
 
-from ...color import default_component_colors
-from .common import (
-    HIST_GREY,
-    INK,
-    check_rgb,
-    check_title,
-    float_array,
-    new_figure,
-)
-from .histograms import density_image, feature_edges, pair_histogram
-
-_MAX_SHOWN_FEATURES = 3
+from .common import HIST_GREY, INK, new_figure
+from .specs import density_panels
 
 
 _SIGMAS = (1, 2)
-
-
-def _check_density_inputs(X, weights, means, covariances, sample_weight):
-    X = float_array("X", X, 2, "(n_samples, n_features)")
-    n, D = X.shape
-    if n == 0 or D == 0:
-        raise ValueError(f"X must have at least one row and one feature; got shape {X.shape}.")
-    w = float_array("weights", weights, 1, "(n_components,)")
-    K = w.size
-    if K == 0:
-        raise ValueError("weights is empty; the mixture needs at least one component.")
-    if (w < 0).any() or not np.isclose(w.sum(), 1.0, atol=1e-3):
-        raise ValueError(f"weights must be non-negative and sum to 1; they sum to {w.sum():.6g}.")
-    w = w / w.sum()
-    mu = float_array("means", means, 2, f"({K}, {D})")
-    if mu.shape != (K, D):
-        raise ValueError(
-            f"means must have shape ({K}, {D}) (n_components, n_features) to match weights "
-            f"and X; got {mu.shape}."
-        )
-    cov = float_array("covariances", covariances, 3, f"({K}, {D}, {D})")
-    if cov.shape != (K, D, D):
-        raise ValueError(
-            f"covariances must be full matrices of shape ({K}, {D}, {D}); got {cov.shape}. "
-            "Convert diag, tied or spherical covariances to full matrices first "
-            "(gmm.full_covariances)."
-        )
-    scale = np.abs(cov).max()
-    if not np.allclose(cov, cov.transpose(0, 2, 1), rtol=1e-6, atol=1e-9 * max(scale, 1e-300)):
-        raise ValueError("covariances must be symmetric matrices.")
-    diag = np.diagonal(cov, axis1=1, axis2=2)
-    if (diag <= 0).any():
-        raise ValueError(
-            "covariances must have positive variances on the diagonal; a component has a "
-            "zero or negative variance (add a small regularisation such as reg_covar)."
-        )
-    sw = None
-    if sample_weight is not None:
-        sw = float_array("sample_weight", sample_weight, 1, f"({n},)")
-        if sw.shape != (n,):
-            raise ValueError(
-                f"sample_weight must have shape ({n},), one per row of X; got {sw.shape}."
-            )
-        if (sw < 0).any() or sw.sum() <= 0:
-            raise ValueError("sample_weight must be non-negative with a positive sum.")
-    return X, w, mu, cov, sw
-
-
-def _check_feature_names(feature_names, D):
-    if feature_names is None:
-        return ("R", "G", "B") if D == 3 else tuple(f"x{d + 1}" for d in range(D))
-    if isinstance(feature_names, str):
-        raise ValueError("feature_names must be a sequence of strings, e.g. ('R', 'G', 'B').")
-    names = tuple(feature_names)
-    if len(names) != D or not all(isinstance(s, str) for s in names):
-        raise ValueError(f"feature_names must be {D} strings, one per column of X; got {names!r}.")
-    return names
-
-
-def _check_bins(bins):
-    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 8 <= bins <= 1024:
-        raise ValueError(f"bins must be a whole number from 8 to 1024; got {bins!r}.")
-    return int(bins)
-
-
-def _axis_limits(values):
-    """Data range with a 5 % margin; a constant feature gets a small window around it."""
-    lo, hi = float(values.min()), float(values.max())
-    span = hi - lo
-    if span <= 0:
-        span = max(abs(lo) * 0.1, 1e-3)
-        return lo - span, hi + span
-    return lo - 0.05 * span, hi + 0.05 * span
-
-
-_MAX_BINS = 64
 
 
 def _density_grid(lo, hi, centers, scales):
@@ -142,15 +54,6 @@ class _Mixture(NamedTuple):
     colours: np.ndarray  # (K, 3)
     linewidths: np.ndarray  # (K,)
     alphas: np.ndarray  # (K,)
-
-
-def _component_styles(weights):
-    """Line width and alpha per component, growing with its weight, so the components that
-    explain most pixels dominate the picture; thinner overall for many components, whose
-    outlines would otherwise merge into one tangle."""
-    rel = np.sqrt(weights / weights.max())
-    thinning = min(1.0, math.sqrt(8.0 / weights.size))
-    return (0.7 + 1.8 * rel) * thinning, 0.45 + 0.55 * rel
 
 
 def _draw_pair(ax, grid, mix, i, j, limits, names):
@@ -213,11 +116,11 @@ def _draw_pair(ax, grid, mix, i, j, limits, names):
     ax.locator_params(nbins=6)
 
 
-def _draw_marginal(ax, values, sample_weight, edges, mix, d, limits, name):
-    """Weighted histogram of ``values`` (feature d of X) under the mixture's marginal
+def _draw_marginal(ax, histogram, mix, d, limits, name):
+    """The weighted histogram (heights, edges) of feature d under the mixture's marginal
     density and its weighted components."""
     lo, hi = limits
-    heights, _ = np.histogram(values, bins=edges, weights=sample_weight, density=True)
+    heights, edges = histogram
     centers = mix.means[:, d]
     scales = np.sqrt(mix.covariances[:, d, d])
     x = _density_grid(lo, hi, centers, scales)
@@ -360,40 +263,36 @@ def plot_density(
         weights do not sum to 1, covariances are not symmetric with positive variances, or
         colours are outside [0, 1].
     """
-    X, w, mu, cov, sw = _check_density_inputs(X, weights, means, covariances, sample_weight)
-    n, D = X.shape
-    K = w.size
-    sample_colours = check_rgb("sample_colors", sample_colors, n, "row of X")
-    if component_colors is None:
-        cc = default_component_colors(K)
-    else:
-        cc = check_rgb("component_colors", component_colors, K, "component")
-    names = _check_feature_names(feature_names, D)
-    bins = _check_bins(bins)
-    title = check_title(title)
-
-    shown = min(D, _MAX_SHOWN_FEATURES)
-    pairs = list(itertools.combinations(range(shown), 2))
-    used = slice(None) if sw is None else sw > 0
-    limits, marginal_edges, grid_edges = [], [], []
-    for d in range(shown):
-        values = X[used, d]
-        limits.append(_axis_limits(values))
-        edges = feature_edges(values, _MAX_BINS, bins)
-        marginal_edges.append(edges[0])
-        grid_edges.append(edges[1])
-    mix = _Mixture(w, mu, cov, cc, *_component_styles(w))
-
-    fig, pair_axes, marginal_axes, key_ax, legend_y = _density_layout(shown, len(pairs))
-    for ax, (i, j) in zip(pair_axes, pairs, strict=True):
-        mass, colour = pair_histogram(
-            X[:, i], X[:, j], grid_edges[i], grid_edges[j], sw, sample_colours
+    return draw_density(
+        density_panels(
+            X,
+            weights,
+            means,
+            covariances,
+            sample_colors=sample_colors,
+            component_colors=component_colors,
+            feature_names=feature_names,
+            sample_weight=sample_weight,
+            bins=bins,
+            title=title,
         )
-        grid = density_image(mass, colour), grid_edges[i], grid_edges[j]
+    )
+
+
+def draw_density(panels):
+    """The figure of :func:`plot_density` from its data (:func:`.specs.density_panels`)."""
+    p = panels
+    mix = _Mixture(
+        p["weights"], p["means"], p["covariances"], p["colours"], p["linewidths"], p["alphas"]
+    )
+    pairs, limits, names = p["pairs"], p["limits"], p["names"]
+    shown = len(p["marginals"])
+    fig, pair_axes, marginal_axes, key_ax, legend_y = _density_layout(shown, len(pairs))
+    for ax, (i, j), grid in zip(pair_axes, pairs, p["pair_images"], strict=True):
         _draw_pair(ax, grid, mix, i, j, limits, names)
     for d, ax in enumerate(marginal_axes):
-        _draw_marginal(ax, X[:, d], sw, marginal_edges[d], mix, d, limits[d], names[d])
-    _draw_weight_key(key_ax, w, cc)
+        _draw_marginal(ax, p["marginals"][d], mix, d, limits[d], names[d])
+    _draw_weight_key(key_ax, mix.weights, mix.colours)
 
     handles = _style_legend_handles(bool(pairs))
     fig.legend(
@@ -404,11 +303,7 @@ def plot_density(
         frameon=False,
         fontsize=9,
     )
-    if title is None:
-        title = f"Gaussian mixture density: K = {K} component{'s' if K != 1 else ''}, {n:,} samples"
-        if D > _MAX_SHOWN_FEATURES:
-            title += f" (features 1–{_MAX_SHOWN_FEATURES} of {D} shown)"
-    fig.suptitle(title)
+    fig.suptitle(p["title"])
     return fig
 
 

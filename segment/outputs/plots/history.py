@@ -5,15 +5,8 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from ...color import default_component_colors
-from .common import (
-    HISTORY_BLUE,
-    INK,
-    RESET_RED,
-    check_title,
-    float_array,
-    new_figure,
-    plain_number_axis,
-)
+from .common import HISTORY_BLUE, INK, RESET_RED, new_figure, plain_number_axis
+from .specs import check_title, float_array
 
 
 def _check_history(history):
