@@ -156,7 +156,7 @@ def _each_frame(
         del image  # the features (or colour keys) carry all that is needed from here
         plots = []
 
-        def fitted(seg, paths=paths):
+        def fitted(seg, paths=paths, plots=plots):
             plots.append(start_plots(seg, paths, plot_worker))
 
         seg, figures = segment(data, path, fitted)

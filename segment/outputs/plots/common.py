@@ -41,10 +41,26 @@ def new_figure(figsize, layout="constrained"):
     return fig
 
 
+_SUPERSCRIPT = str.maketrans("-\N{MINUS SIGN}0123456789", "⁻⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class _PlainFormatter(ScalarFormatter):
+    """Numbers as plain text, and the multiplier of large magnitudes as "×10ⁿ".
+
+    The tick labels are not mathtext (``useMathText``): it sets up a TeX-like parser and
+    lays out every label through it, a tenth of a second per figure for the same look."""
+
+    def get_offset(self):
+        offset = super().get_offset()  # "1e6" when the labels are scaled (no offsets here)
+        if offset.startswith("1e"):
+            return "×10" + offset[2:].translate(_SUPERSCRIPT)
+        return offset
+
+
 def plain_number_axis(axis):
     # Matplotlib's default offset notation ("+4.68e0" in a corner) is easily misread as
     # part of the values; large magnitudes get a x10^n multiplier instead.
-    formatter = ScalarFormatter(useOffset=False, useMathText=True)
+    formatter = _PlainFormatter(useOffset=False, useMathText=False)
     formatter.set_powerlimits((-3, 5))
     axis.set_major_formatter(formatter)
 

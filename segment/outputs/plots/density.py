@@ -13,7 +13,6 @@ from matplotlib.patches import Ellipse, Patch
 from .common import HIST_GREY, INK, new_figure
 from .specs import density_panels
 
-
 _SIGMAS = (1, 2)
 
 

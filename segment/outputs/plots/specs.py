@@ -128,7 +128,6 @@ def _axis_limits(values):
 _MAX_BINS = 64
 
 
-
 def _component_styles(weights):
     """Line width and alpha per component, growing with its weight, so the components that
     explain most pixels dominate the picture; thinner overall for many components, whose

@@ -6,7 +6,6 @@ stdin. It writes no file."""
 import os
 import pickle
 import signal
-import sys
 
 from ..plot_process import read_message, write_message
 
@@ -24,13 +23,12 @@ def main():
     # The main process decides when to stop, and ends this one (it is in its own session,
     # but a signal sent to the group of the main process must not kill it half-way either).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The answers go to the original stdout; anything a library prints goes nowhere.
+    # The answers go to the original stdout; anything a library prints (to fd 1) goes nowhere.
     answers = os.fdopen(os.dup(1), "wb")
     requests = os.fdopen(os.dup(0), "rb")
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    sys.stdout = sys.__stdout__ = open(os.devnull, "w")  # noqa: SIM115 (for the process' life)
     # The import this process is started early for: matplotlib, while the main process
     # decodes and fits.
     from .render import render
