@@ -154,10 +154,10 @@ def _each_frame(
         data = pixel_data(image, **options.data_kwargs())
         image_notes = list(getattr(image, "notes", ()))
         del image  # the features (or colour keys) carry all that is needed from here
-        plots = []
+        plot_jobs = []  # the figures' PlotJob, started by ``fitted``
 
-        def fitted(seg, paths=paths, plots=plots):
-            plots.append(start_plots(seg, paths, plot_worker))
+        def fitted(seg, paths=paths, plot_jobs=plot_jobs):
+            plot_jobs.append(start_plots(seg, paths, plot_worker))
 
         seg, figures = segment(data, path, fitted)
         image_notes, skipped = skipped + image_notes, []
@@ -175,7 +175,7 @@ def _each_frame(
                 options=options,
                 overwrite=overwrite,
                 figures=figures,
-                plots=plots[0] if plots else None,
+                plots=plot_jobs[0] if plot_jobs else None,
             )
         summaries.append(
             {

@@ -74,7 +74,18 @@ def worker_wanted():
     if _cpus() < 2:
         return False
     # A process pool's or Dask's worker: the other cores have jobs of their own.
-    return multiprocessing.parent_process() is None and "distributed" not in sys.modules
+    return multiprocessing.parent_process() is None and not _in_dask_task()
+
+
+def _in_dask_task():
+    distributed = sys.modules.get("distributed")  # never imported here for this check
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except Exception:  # ValueError outside a task; anything from an odd release
+        return False
+    return True
 
 
 class PlotWorker:

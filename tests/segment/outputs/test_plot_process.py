@@ -106,6 +106,27 @@ def test_selection_plot_in_the_worker_is_the_same(tmp_path, worker):
     assert here == there
 
 
+def test_every_frame_of_a_multi_frame_file_is_the_same(tmp_path, worker):
+    frames = [Image.open(_photo(tmp_path / f"f{i}.png", seed=i)).convert("RGB") for i in range(2)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    options = FitOptions(k=3)
+    for out, w in (("here", None), ("worker", worker)):
+        segment_file(tmp_path / "anim.gif", tmp_path / out, options, all_frames=True, plot_worker=w)
+    here, there = _digests(tmp_path / "here"), _digests(tmp_path / "worker")
+    assert {"anim.f000.density.png", "anim.f001.loglik.png"} <= set(here)
+    assert here == there
+    options_no_plots = FitOptions(k=3)
+    segment_file(
+        tmp_path / "anim.gif",
+        tmp_path / "none",
+        options_no_plots,
+        all_frames=True,
+        plots=False,
+        plot_worker=worker,
+    )
+    assert not [p for p in (tmp_path / "none").iterdir() if "density" in p.name]
+
+
 def test_one_worker_serves_several_requests_in_order(worker):
     specs = [
         {"loglik": {"history": np.linspace(-3.0, -1.0, n), "converged": True}} for n in (3, 7, 12)
@@ -254,8 +275,25 @@ def test_inside_a_pool_worker_draws_here(monkeypatch):
     """segment batch's pool workers (and Dask's) already keep the cores busy."""
     monkeypatch.delenv(pp.ENV_SWITCH, raising=False)
     monkeypatch.setattr(pp, "_cpus", lambda: 8)
-    assert worker_wanted() == ("distributed" not in sys.modules)
+    assert worker_wanted()
     monkeypatch.setattr(pp.multiprocessing, "parent_process", lambda: object())
+    assert not worker_wanted()
+
+
+def test_inside_a_dask_task_draws_here(monkeypatch):
+    import types
+
+    monkeypatch.delenv(pp.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(pp, "_cpus", lambda: 8)
+    fake = types.ModuleType("distributed")
+
+    def no_worker():
+        raise ValueError("No worker found")
+
+    fake.get_worker = no_worker
+    monkeypatch.setitem(sys.modules, "distributed", fake)
+    assert worker_wanted()
+    fake.get_worker = lambda: object()
     assert not worker_wanted()
 
 
