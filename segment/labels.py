@@ -203,7 +203,8 @@ def _gathered_block_mean(table_t, rows, f, weight=None):
     n_cols = -(-w // f)
     cols = np.empty((h, n_cols, K), dtype=np.float32)
     for j in range(f):
-        part = np.take(table_t, np.ascontiguousarray(rows[:, j::f]), axis=0)  # (h, n, K)
+        index = np.ascontiguousarray(rows[:, j::f], dtype=np.intp)
+        part = np.take(table_t, index, axis=0)  # (h, n, K)
         if weight is not None:
             part *= weight[:, j::f, None]
         n = part.shape[1]
@@ -270,7 +271,7 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
             # Straight from the colours' table to the block sums: no full-resolution array.
             visible = None if data.visible is None else data.visible[a:b]
             m = None if visible is None else visible.astype(np.float32)
-            rows = data.colour_rows(a, b).astype(np.intp)
+            rows = data.colour_rows(a, b)
             if totals is not None:
                 _add_totals(totals, loglik[rows], visible)
             num[:, low_rows] = _gathered_block_mean(table_t, rows, f, m)
@@ -319,11 +320,14 @@ def _interpolated_argmax(low, winners, rows, cols):
     yy, xx = np.nonzero(undecided)
     if yy.size:
         wy, wx = wr[yy], wc[xx]
+        K, h, w = low.shape
+        planes = low.reshape(K, h * w)  # a 1-D take per corner: cheaper than low[:, y, x]
+        top, bottom, left, right = r0[yy] * w, r1[yy] * w, c0[xx], c1[xx]
         value = (
-            low[:, r0[yy], c0[xx]] * ((1 - wy) * (1 - wx))
-            + low[:, r0[yy], c1[xx]] * ((1 - wy) * wx)
-            + low[:, r1[yy], c0[xx]] * (wy * (1 - wx))
-            + low[:, r1[yy], c1[xx]] * (wy * wx)
+            np.take(planes, top + left, axis=1) * ((1 - wy) * (1 - wx))
+            + np.take(planes, top + right, axis=1) * ((1 - wy) * wx)
+            + np.take(planes, bottom + left, axis=1) * (wy * (1 - wx))
+            + np.take(planes, bottom + right, axis=1) * (wy * wx)
         )
         out[yy, xx] = np.argmax(value, axis=0)
     return out

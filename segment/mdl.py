@@ -398,9 +398,9 @@ def _label_of(labels, regions, n):
     H, W = regions.shape
     step = max(1, (1 << 20) // max(W, 1))
     for a in range(0, H, step):
-        r = regions[a : a + step]
-        inside = r > 0
-        label_of[r[inside]] = labels[a : a + step][inside]
+        # Every pixel of a region writes the same label: no mask of the inside needed.
+        label_of[regions[a : a + step]] = labels[a : a + step]
+    label_of[0] = 0  # written by the pixels outside every region
     return label_of
 
 
