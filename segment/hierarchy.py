@@ -76,12 +76,20 @@ def region_statistics(features, regions, n_regions, *, step=1):
         # bincount wants intp bins and contiguous float64 weights: converted once here
         # rather than by each of its D (D + 3) / 2 calls (the same sums, in the same order).
         r = regions[a:b:step, ::step].ravel().astype(np.intp)
-        f = np.asarray(f).reshape(-1, D)
-        finite = np.isfinite(f).all(axis=1)
-        if not finite.all():  # pixels with a missing value count but do not vote
-            r, f = r[finite], f[finite]
+        cols = np.empty((D, r.size))
+        cols[...] = np.asarray(f).reshape(-1, D).T
+        sums = [np.bincount(r, weights=c, minlength=m) for c in cols]
+        # A non-finite value makes its region's sum non-finite (inf and nan absorb every
+        # later term): only then are the strip's finite pixels picked out.
+        if not all(np.isfinite(x).all() for x in sums):
+            finite = np.isfinite(cols).all(axis=0)
+            if not finite.all():  # pixels with a missing value count but do not vote
+                r, cols = r[finite], cols[:, finite]
+                sums = [np.bincount(r, weights=c, minlength=m) for c in cols]
         seen += np.bincount(r, minlength=m)
-        _add_moments(s, q, r, f, m)
+        for d in range(D):
+            s[:, d] += sums[d]
+        _add_products(q, r, cols, m)
     for d in range(s.shape[1]):
         for e in range(d):
             q[:, d, e] = q[:, e, d]
@@ -93,16 +101,13 @@ def region_statistics(features, regions, n_regions, *, step=1):
     return n, s, q, seen
 
 
-def _add_moments(s, q, r, f, m):
-    """Add the sums (m, D) and upper-triangle outer-product sums (m, D, D) of the rows ``f``
-    (n, D) of regions ``r`` (n,) intp to ``s`` and ``q``: float64 additions pixel after
-    pixel in raster order (np.bincount), on which the order of the greedy merges depends."""
-    D = f.shape[1]
-    cols = np.empty((D, len(r)))
-    cols[...] = f.T  # one transposing conversion to float64 rows
-    prod = np.empty(len(r))
+def _add_products(q, r, cols, m):
+    """Add the upper-triangle outer-product sums (m, D, D) of the features ``cols`` (D, n)
+    float64 of regions ``r`` (n,) intp to ``q``: float64 additions pixel after pixel in
+    raster order (np.bincount), on which the order of the greedy merges depends."""
+    D = len(cols)
+    prod = np.empty(cols.shape[1])
     for d in range(D):
-        s[:, d] += np.bincount(r, weights=cols[d], minlength=m)
         for e in range(d, D):
             np.multiply(cols[d], cols[e], out=prod)
             q[:, d, e] += np.bincount(r, weights=prod, minlength=m)
