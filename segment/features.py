@@ -169,6 +169,19 @@ class PixelData:
             self.strip_rgb(a, b)[::step, ::step].reshape(-1, 3), self.space
         ).reshape(-(-(b - a) // step), -(-self.shape[1] // step), 3)
 
+    def colour_planes(self, a, b, step=1):
+        """:meth:`colour_features` as channel planes (3, rows, cols) float32 (the same
+        values): one 1-D take per channel from the distinct colours' table."""
+        if self.pixels8 is None or self.color_X is None or self.space == "rgb":
+            return np.ascontiguousarray(np.moveaxis(self.colour_features(a, b, step), -1, 0))
+        rows = self.colour_rows(a, b, step).astype(np.intp)
+        if self._color_XT is None:
+            self._color_XT = np.ascontiguousarray(self.color_X.T, dtype=np.float32)
+        out = np.empty((3, *rows.shape), dtype=np.float32)
+        for c in range(3):
+            np.take(self._color_XT[c], rows, out=out[c])
+        return out
+
     def strip_features(self, a, b):
         """Features ((b-a) W, D) float32 of every pixel of image rows [a, b), invisible ones
         included (their values are meaningless), and the visible mask (b-a, W) or None.

@@ -77,7 +77,7 @@ def region_statistics(features, regions, n_regions, *, step=1):
         # rather than by each of its D (D + 3) / 2 calls (the same sums, in the same order).
         r = regions[a:b:step, ::step].ravel().astype(np.intp)
         cols = np.empty((D, r.size))
-        cols[...] = np.asarray(f).reshape(-1, D).T
+        cols.reshape(D, *f.shape[:2])[...] = np.moveaxis(np.asarray(f), -1, 0)
         sums = [np.bincount(r, weights=c, minlength=m) for c in cols]
         # A non-finite value makes its region's sum non-finite (inf and nan absorb every
         # later term): only then are the strip's finite pixels picked out.

@@ -135,16 +135,16 @@ def data_features(
 
 
 def _data_colour(data, a, b, step=1):
-    """CIELAB features of image rows a:b:step, columns ::step of ``data`` (space "lab"),
-    looked up per distinct colour; invisible pixels (not among the distinct colours) are
-    converted from their own colour, as :func:`rgb_features` of the strip gives them."""
-    f = data.colour_features(a, b, step)
+    """CIELAB planes (3, rows, cols) of image rows a:b:step, columns ::step of ``data``
+    (space "lab"), looked up per distinct colour; invisible pixels (not among the distinct
+    colours) are converted from their own colour, as :func:`rgb_features` gives them."""
+    planes = data.colour_planes(a, b, step)
     if data.visible is not None:
         hidden = ~data.visible[a:b:step, ::step]
         if hidden.any():
             rgb = data.strip_rgb(a, b)[::step, ::step][hidden]
-            f[hidden] = rgb_features(rgb[None], "lab")[0]
-    return f
+            planes[:, hidden] = rgb_features(rgb[None], "lab")[0].T
+    return planes
 
 
 def region_features(
@@ -170,9 +170,13 @@ def region_features(
 
     ``strip_rgb(a, b)`` gives the rows' colours (b - a, W, 3) in [0, 1]. The texture
     does not read pixels outside ``visible`` (H, W) bool, nor missing (NaN) channels.
-    ``colour(a, b, step)``, if given, gives the colour features of those pixels instead of
-    converting ``strip_rgb`` (e.g. :meth:`segment.features.PixelData.colour_features`,
-    looked up per distinct colour: the same values).
+    ``colour(a, b, step)``, if given, gives the colour features of those pixels as planes
+    (3, rows, cols) instead of converting ``strip_rgb`` (e.g.
+    :meth:`segment.features.PixelData.colour_planes`, looked up per distinct colour: the
+    same values).
+
+    The features are made as planes (D, rows, cols) and returned as their (rows, cols, D)
+    view: the region statistics read them by feature.
     """
     H, W = shape
     tex, scale = None, 1
@@ -195,24 +199,29 @@ def region_features(
     if colour is None:
 
         def colour(a, b, step=1):
-            return rgb_features(strip_rgb(a, b)[::step, ::step], space)
+            lab = rgb_features(strip_rgb(a, b)[::step, ::step], space)
+            return np.moveaxis(lab, -1, 0)
+
+    tex_planes = None if tex is None else np.ascontiguousarray(np.moveaxis(tex, -1, 0))
+    D = 3 + (0 if tex is None else tex.shape[2]) + (1 if texture > 0 else 0)
 
     def features(a, b, step=1):
-        parts = [colour(a, b, step)]
+        rows, cols = np.arange(a, b, step), np.arange(0, W, step)
+        out = np.empty((D, len(rows), len(cols)), dtype=np.float32)
+        out[:3] = colour(a, b, step)
         if tex is not None:
-            rows = np.arange(a, b, step) // scale
-            cols = np.arange(0, W, step) // scale
             # Rows, then columns, of the small map: two 1-D takes (a 2-D fancy index
             # costs ten times as much).
-            parts.append(np.take(tex[rows], cols, axis=1))
+            small = np.take(tex_planes, rows // scale, axis=1)
+            out[3 : 3 + len(tex_planes)] = np.take(small, cols // scale, axis=2)
         if texture > 0:
             lo, hi = max(0, a - halo), min(H, b + halo)
             light = rgb_features(strip_rgb(lo, hi))[..., 0].astype(np.float64)
             mean = ndimage.gaussian_filter(light, texture_sigma, mode="nearest")
             sq = ndimage.gaussian_filter(light * light, texture_sigma, mode="nearest")
             std = np.sqrt(np.maximum(sq - mean * mean, 0.0)) * texture
-            parts.append(std[a - lo : b - lo : step, ::step, None].astype(np.float32))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+            out[-1] = std[a - lo : b - lo : step, ::step]
+        return out.transpose(1, 2, 0)
 
     return features
 
@@ -331,13 +340,13 @@ def edge_strength(features, shape, step=1, *, sigma=1.0):
             if callable(features)
             else features[a : a + rows : step, ::step]
         )
-        grid.append(np.asarray(f[..., :3], dtype=np.float32))
-    grid = np.concatenate(grid, axis=0)
+        grid.append(np.moveaxis(np.asarray(f[..., :3], dtype=np.float32), -1, 0))
+    grid = np.concatenate(grid, axis=1)  # (3, h', w') planes: the filters read rows
     if not np.isfinite(grid).all():  # missing channels: nan_to_num costs four passes
         grid = np.nan_to_num(grid)
-    sq = np.zeros(grid.shape[:2], dtype=np.float32)
-    for d in range(grid.shape[2]):
-        sq += ndimage.gaussian_gradient_magnitude(grid[..., d], sigma, mode="nearest") ** 2
+    sq = np.zeros(grid.shape[1:], dtype=np.float32)
+    for plane in grid:
+        sq += ndimage.gaussian_gradient_magnitude(plane, sigma, mode="nearest") ** 2
     return np.sqrt(sq)
 
 

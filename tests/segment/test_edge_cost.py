@@ -180,3 +180,26 @@ def test_edge_costs_deterministic():
     a = segment_regions(rgb, seed=2, edge_ratio=0.3, edge_scale=3.0)
     b = segment_regions(rgb, seed=2, edge_ratio=0.3, edge_scale=3.0)
     assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_edge_strength_is_the_gradient_magnitude_of_each_colour_channel(step):
+    """Against scipy on each channel of the whole grid, bit for bit, whether the features
+    come as an (H, W, D) array, a callable giving strips, or a callable giving (rows, cols,
+    D) views of channel planes (what segment.mdl.region_features returns)."""
+    rng = np.random.default_rng(3)
+    img = rng.normal(50.0, 20.0, (45, 37, 5)).astype(np.float32)
+    grid = img[::step, ::step]
+    want = np.sqrt(
+        sum(
+            ndimage.gaussian_gradient_magnitude(grid[..., d], 1.0, mode="nearest") ** 2
+            for d in range(3)
+        )
+    )
+    planes = np.ascontiguousarray(np.moveaxis(img, -1, 0))
+
+    def as_planes(a, b, s=1):
+        return np.ascontiguousarray(planes[:, a:b:s, ::s]).transpose(1, 2, 0)
+
+    for features in (img, lambda a, b, s=1: img[a:b:s, ::s], as_planes):
+        np.testing.assert_array_equal(edge_strength(features, img.shape[:2], step), want)
