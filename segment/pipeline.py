@@ -207,8 +207,10 @@ def apply_file(
     inputs=(),
     soft=False,
     masks=False,
+    plot_worker=None,
 ):
-    """Label an image with a saved model (no fitting) and write its outputs."""
+    """Label an image with a saved model (no fitting) and write its outputs (the density
+    plot drawn by ``plot_worker`` while the labels are made, as in :func:`segment_file`)."""
 
     def label(data, path, fitted):
         if data.X.shape[1] != model.means_.shape[1]:
@@ -243,6 +245,7 @@ def apply_file(
         skip=("loglik", "bic"),
         soft=soft,
         masks=masks,
+        plot_worker=plot_worker,
     )
 
 

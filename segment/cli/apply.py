@@ -42,6 +42,7 @@ def apply_cmd(
     'segment image' (without the log-likelihood plot).
     """
     from ..outputs.model_file import load_model_file
+    from ..outputs.plot_process import plot_worker
     from ..pipeline import apply_file
 
     with errors_to_exit():
@@ -61,6 +62,8 @@ def apply_cmd(
             inputs=[*paths, model],
             soft=soft,
             masks=masks,
+            plot_worker=worker,
         )
 
-    run_files(paths, work, quiet=quiet, as_json=json_, progress_label="apply")
+    with plot_worker(plots) as worker:
+        run_files(paths, work, quiet=quiet, as_json=json_, progress_label="apply")

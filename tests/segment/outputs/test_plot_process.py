@@ -19,10 +19,9 @@ import segment.outputs.plot_process as pp
 import segment.outputs.segmentation as segmentation
 from segment.cli import app, main
 from segment.options import FitOptions
+from segment.outputs.model_file import load_model_file
 from segment.outputs.plot_process import PlotJob, PlotWorker, plot_worker, worker_wanted
-from segment.pipeline import segment_file
-
-WORKER_CODE = "segment.outputs.plots.worker"
+from segment.pipeline import apply_file, segment_file
 
 
 def _photo(path, size=(48, 64), seed=0):
@@ -103,6 +102,18 @@ def test_selection_plot_in_the_worker_is_the_same(tmp_path, worker):
     segment_file(src, tmp_path / "worker", options, plot_worker=worker)
     here, there = _digests(tmp_path / "here"), _digests(tmp_path / "worker")
     assert "in.bic.png" in here
+    assert here == there
+
+
+def test_apply_draws_the_density_in_the_worker_with_the_same_bytes(tmp_path, worker):
+    src = _photo(tmp_path / "in.png")
+    segment_file(src, tmp_path / "fit", FitOptions(k=3), plots=False)
+    model, options, _ = load_model_file(tmp_path / "fit" / "in.model.json")
+    other = _photo(tmp_path / "other.png", seed=5)
+    apply_file(model, options, other, tmp_path / "here")
+    apply_file(model, options, other, tmp_path / "worker", plot_worker=worker)
+    here, there = _digests(tmp_path / "here"), _digests(tmp_path / "worker")
+    assert "other.density.png" in here and "other.loglik.png" not in here
     assert here == there
 
 
