@@ -27,7 +27,13 @@ process per size: imports, decode, features (with the fitting sample), EM fit, l
 plots, other outputs, and the whole (``e2e/(fit+decode)``: the whole over EM fit + decode);
 also the process's CPU seconds of the labels, the plots and the whole, and the whole's CPU
 over that of EM fit + decode (``cpu/(fit+decode)``: steadier than wall time on a shared
-machine). ``--repeat N`` runs each size N times and keeps the least of each column.
+machine). The plots are drawn by the plot worker (``segment.outputs.plot_process``) while
+the labels are made: ``plot_specs`` is what the main process computes for them (histograms
+of the fitted rows), ``plots_wait`` how long it waits for the worker after the labels,
+``worker_cpu`` and ``worker_peak_mb`` the worker's CPU seconds (its imports included) and
+peak memory, ``all_cpu`` both processes' CPU seconds; with ``SEGMENT_PLOT_WORKER=0`` in
+the environment the plots are drawn in ``plots_wait``. ``--repeat N`` runs each size N
+times and keeps the least of each column.
 
 Usage: python benchmarks/bench_perf.py [--sizes 0.25 2 12 24] [--skip-sklearn] [--json F]
        python benchmarks/bench_perf.py --stages [--sizes 2 12 24] [--repeat N]
@@ -225,8 +231,11 @@ def stages(mp):
 
     imports = time.perf_counter() - t0
     imports_cpu = time.process_time() - c0
+    import contextlib
+    import resource
+
     import segment.fit as fit
-    import segment.outputs.segmentation as outputs
+    import segment.outputs.plot_process as plot_process
     import segment.pipeline as pipeline
 
     spent, cpu = {}, {}
@@ -249,10 +258,22 @@ def stages(mp):
     timed(pipeline, "pixel_data", "features")
     timed(fit, "fit_rows", "em_fit")
     timed(fit.Segmentation, "label_image", "labels")
-    timed(outputs, "save_density_plot", "density_plot")
-    timed(outputs, "save_loglik_plot", "loglik_plot")
+    timed(pipeline, "start_plots", "plot_specs")
+    timed(plot_process.PlotJob, "pngs", "plots_wait")
     timed(pipeline, "write_segmentation", "outputs")
+    worker_peak = [0.0]
+    close = plot_process.PlotWorker.close
+
+    def close_and_measure(self, **kwargs):
+        with contextlib.suppress(OSError, AttributeError):
+            status = Path(f"/proc/{self.pid}/status").read_text()
+            kib = [ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM")]
+            worker_peak[0] = int(kib[0]) / 1024
+        return close(self, **kwargs)
+
+    plot_process.PlotWorker.close = close_and_measure
     jpg = DATA / f"photo_{mp:g}mp.jpg"
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         cli_main(["image", str(jpg), "-o", str(DATA / f"out_{mp:g}"), "--overwrite", "-q"])
@@ -260,7 +281,9 @@ def stages(mp):
         if exit_.code:
             raise RuntimeError(f"segment image failed with status {exit_.code}") from None
     run = time.perf_counter() - t0
-    plots = spent.get("density_plot", 0.0) + spent.get("loglik_plot", 0.0)
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_cpu = done.ru_utime + done.ru_stime - children.ru_utime - children.ru_stime
+    plots = spent.get("plots_wait", 0.0)
     total_cpu = imports_cpu + time.process_time() - c0
     return {
         "imports": imports,
@@ -270,8 +293,11 @@ def stages(mp):
         "total": imports + run,
         # CPU seconds of this process: less sensitive than wall time to other jobs
         "labels_cpu": cpu.get("labels", 0.0),
-        "plots_cpu": cpu.get("density_plot", 0.0) + cpu.get("loglik_plot", 0.0),
+        "plots_cpu": cpu.get("plot_specs", 0.0) + cpu.get("plots_wait", 0.0),
+        "worker_cpu": worker_cpu,
+        "worker_peak_mb": worker_peak[0],
         "total_cpu": total_cpu,
+        "all_cpu": total_cpu + worker_cpu,
         "cpu/(fit+decode)": total_cpu / (cpu.get("em_fit", 0.0) + cpu.get("decode", 0.0)),
     }
 
