@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .coding import coding_length, merge_gain
+from .speckle import merge_speckle
 
 __all__ = ["MergeResult", "merge_regions", "region_borders", "region_statistics", "relabel"]
 
@@ -353,18 +354,8 @@ class _Graph:
 
     def cleanup(self, min_size):
         """Regions under ``min_size`` pixels join the neighbour that costs the fewest bits,
-        smallest first."""
-        small = [(self.n[r], r) for r in np.flatnonzero(self.alive) if self.n[r] < min_size]
-        heapq.heapify(small)
-        while small:
-            size, r = heapq.heappop(small)
-            if not self.alive[r] or size != self.n[r] or not self.nb[r]:
-                continue
-            others, g = self.gains_with(r, sorted(self.nb[r]))
-            best = int(np.argmin(g))
-            keep = self.merge(r, int(others[best]), float(g[best]), push=False)
-            if self.n[keep] < min_size:
-                heapq.heappush(small, (self.n[keep], keep))
+        smallest first (:func:`segment.speckle.merge_speckle`)."""
+        merge_speckle(self, min_size)
 
 
 def merge_regions(
