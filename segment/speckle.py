@@ -31,36 +31,38 @@ _FIRST_WINDOW = 64
 _MAX_WINDOW = 128
 
 
+def _smallest(heap, k):
+    """The ``k`` smallest items of a heap (a list kept by :mod:`heapq`), in O(k log k)."""
+    out, front = [], [(heap[0], 0)] if heap else []
+    while front and len(out) < k:
+        item, i = heapq.heappop(front)
+        out.append(item)
+        for c in (2 * i + 1, 2 * i + 2):
+            if c < len(heap):
+                heapq.heappush(front, (heap[c], c))
+    return out
+
+
 class _History:
-    """Statistics rows: row x < m is region x's at the start (the graph's arrays), each
+    """Statistics rows: row x < m is region x's at the start (a copy of the graph's), each
     merge appends the union's row. A region's current statistics are row ``cur[x]``."""
 
     def __init__(self, graph, capacity):
         self.coding = {"eps": graph.eps, "weight": graph.weight}
         self.m = len(graph.n)
-        self.base = (graph.n, graph.s, graph.q, graph.own)
-        shape = graph.s.shape[1:]
-        self.n = np.zeros(capacity)
-        self.s = np.zeros((capacity, *shape))
-        self.q = np.zeros((capacity, *shape, *shape))
-        self.own = np.zeros(capacity)
+        grow = lambda a: np.concatenate([a, np.zeros((capacity, *a.shape[1:]))])  # noqa: E731
+        self.n, self.s, self.q, self.own = (grow(a) for a in (graph.n, graph.s, graph.q, graph.own))
         self.rows = self.m  # next row
         self.own_done = self.m  # rows below have their coding length
 
-    def s_row(self, r):
-        return self.base[1][r] if r < self.m else self.s[r - self.m]
-
-    def q_row(self, r):
-        return self.base[2][r] if r < self.m else self.q[r - self.m]
-
     def append(self, size, a, b):
         """A new row: the sums of rows ``a`` and ``b`` (``size`` pixels); its number."""
-        h = self.rows - self.m
+        h = self.rows
         self.n[h] = size
-        np.add(self.s_row(a), self.s_row(b), out=self.s[h])
-        np.add(self.q_row(a), self.q_row(b), out=self.q[h])
+        np.add(self.s[a], self.s[b], out=self.s[h])
+        np.add(self.q[a], self.q[b], out=self.q[h])
         self.rows += 1
-        return self.rows - 1
+        return h
 
     def truncate(self, rows):
         self.rows = rows
@@ -68,26 +70,11 @@ class _History:
 
     def take(self, rows):
         """(n, s, q, own) of ``rows`` (ndarray of row numbers)."""
-        self.lengths()
-        new = rows >= self.m
-        if not new.any():
-            return tuple(a[rows] for a in self.base)
-        old = ~new
-        local = rows[new] - self.m
-        out = []
-        for a, b in zip(self.base, (self.n, self.s, self.q, self.own), strict=True):
-            x = np.empty((len(rows), *a.shape[1:]), dtype=a.dtype)
-            x[old] = a[rows[old]]
-            x[new] = b[local]
-            out.append(x)
-        return tuple(out)
-
-    def lengths(self):
-        """Coding lengths of the rows appended since last asked."""
-        if self.own_done < self.rows:
-            a, b = self.own_done - self.m, self.rows - self.m
+        if self.own_done < self.rows:  # coding lengths of the rows appended since
+            a, b = self.own_done, self.rows
             self.own[a:b] = coding_length(self.n[a:b], self.s[a:b], self.q[a:b], **self.coding)
-            self.own_done = self.rows
+            self.own_done = b
+        return self.n[rows], self.s[rows], self.q[rows], self.own[rows]
 
 
 class _Speckle:
@@ -171,14 +158,18 @@ class _Speckle:
                 best[t] = lo + by_id[np.argmin(gains[sl][by_id])]
         return best
 
-    def _guess(self):
-        """Cheapest partner of the next regions due (state now), {region: partner}."""
+    def _guess(self, first=None, guesses=None):
+        """Cheapest partner of the next regions due (state now), {region: partner}: those
+        with more than one neighbour and no guess in ``guesses`` that is still a neighbour
+        (all of them without ``guesses``), and region ``first``."""
         queue, g, size = self.queue, self.g, self.size
         stop = min(len(queue), self.pos + self.window)
-        regions = []
-        for s_, r in heapq.nsmallest(self.window, self.pending) + queue[self.pos : stop]:
-            if g.alive[r] and s_ == size[r] and g.nb[r]:
-                regions.append(r)
+        regions = [] if first is None else [first]
+        for s_, r in _smallest(self.pending, self.window) + queue[self.pos : stop]:
+            d = g.nb[r]
+            if g.alive[r] and s_ == size[r] and len(d) > 1:
+                if guesses is None or guesses.get(r, -1) not in d:
+                    regions.append(r)
         if not regions:
             return {}
         deg, rows_r, rows_k, others, border = self._pairs(regions)
@@ -242,7 +233,8 @@ class _Speckle:
             else:
                 p = guesses.get(r, -1)
                 if p not in d:
-                    p = self._guess_now(r)
+                    guesses.update(self._guess(r, guesses))
+                    p = guesses[r]
             # What the one-at-a-time clean-up sees at this turn, for the check.
             deg.append(len(d))
             rows_r.extend([cur[r]] * len(d))
@@ -269,8 +261,7 @@ class _Speckle:
         self._undo(log, at)
         self.hist.truncate(rows)
         self.pos = pos
-        self.pending = pending0
-        heapq.heapify(self.pending)
+        self.pending = pending0  # a copy of the heap then: still a heap
         for op in ops[:n_ops]:
             if op is None:
                 heapq.heappop(self.pending)
@@ -281,10 +272,6 @@ class _Speckle:
         self._requeue(pair[0], [])
         self.window = max(8, wrong)
         return True
-
-    def _guess_now(self, r):
-        deg, rows_r, rows_k, others, border = self._pairs([r])
-        return int(others[self._cheapest(deg, others, self._gains(rows_r, rows_k, border))[0]])
 
     def _requeue(self, i, ops):
         if self.size[i] < self.min_size:
