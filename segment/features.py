@@ -175,11 +175,9 @@ class PixelData:
         if self.pixels8 is None or self.color_X is None or self.space == "rgb":
             return np.ascontiguousarray(np.moveaxis(self.colour_features(a, b, step), -1, 0))
         rows = self.colour_rows(a, b, step).astype(np.intp)
-        if self._color_XT is None:
-            self._color_XT = np.ascontiguousarray(self.color_X.T, dtype=np.float32)
         out = np.empty((3, *rows.shape), dtype=np.float32)
-        for c in range(3):
-            np.take(self._color_XT[c], rows, out=out[c])
+        for c in range(3):  # the table's columns copied per call: none kept beside it
+            np.take(np.ascontiguousarray(self.color_X[:, c]), rows, out=out[c])
         return out
 
     def strip_features(self, a, b):

@@ -29,14 +29,16 @@ def strip_height(shape, n_components, budget_mib, halo=0):
     return int(min(H, max(8, rows)))
 
 
-def log_responsibilities(model, X, loglik=None):
-    """log r (K, n) float32 of the rows ``X`` (n, D) under ``model``, block by block; the
-    log-likelihood of each row goes into ``loglik`` (n,) when given."""
-    out = np.empty((model.n_components, X.shape[0]), dtype=np.float32)
+def log_responsibilities(model, X, loglik=None, *, rows_first=False):
+    """log r (K, n) float32 of the rows ``X`` (n, D) under ``model``, block by block, or
+    its transpose (n, K) with ``rows_first`` (the same values); the log-likelihood of each
+    row goes into ``loglik`` (n,) when given."""
+    K, n = model.n_components, X.shape[0]
+    out = np.empty((n, K) if rows_first else (K, n), dtype=np.float32)
     for block, resp, log_prob in model.iter_blocks(X):
         if loglik is not None:
             loglik[block] = log_prob
-        np.log(resp, out=out[:, block])
+        np.log(resp.T if rows_first else resp, out=out[block] if rows_first else out[:, block])
     return out
 
 
@@ -102,10 +104,10 @@ def _block_factor(sigma, shape):
     return max(1, int(sigma // 2), min(int(sigma), coarse))
 
 
-def colour_table(model, data):
-    """Clipped log-responsibilities (K, C) float32 and log-likelihoods (C,) of an image's
-    distinct colours, when its pixels' features are looked up in them (8-bit, colour
-    features only), else None.
+def colour_table(model, data, *, rows_first=False):
+    """Clipped log-responsibilities (K, C) float32 (or (C, K) with ``rows_first``) and
+    log-likelihoods (C,) of an image's distinct colours, when its pixels' features are
+    looked up in them (8-bit, colour features only), else None.
 
     The E-step then runs once per colour instead of once per pixel (photos have 5-30 times
     fewer colours than pixels), and each pixel's values are gathered: the same numbers, as
@@ -114,7 +116,7 @@ def colour_table(model, data):
     if data.pixels8 is None or data.color_X is None or data.xy:
         return None
     ll = np.empty(len(data.color_X), dtype=np.float64)
-    logr = log_responsibilities(model, data.color_X, ll)
+    logr = log_responsibilities(model, data.color_X, ll, rows_first=rows_first)
     np.maximum(logr, LOG_FLOOR, out=logr)
     return logr, ll
 
@@ -257,13 +259,8 @@ def _smoothed_blocks(model, data, sigma, f, budget_mib, out_dtype, fill, totals=
     num = np.empty((K, Hp // f, Wp // f), dtype=np.float32)
     den = np.empty((Hp // f, Wp // f), dtype=np.float32) if data.visible is not None else None
     height = max(f, strip_height((H, W), K, budget_mib) // f * f)
-    table_t, table = None, colour_table(model, data)
-    if table is not None:
-        # Each colour's K values side by side (gathered per pixel); the (K, C) layout is
-        # freed at once, so that the table is held once.
-        logr, loglik = table
-        table_t = np.ascontiguousarray(logr.T)
-        del logr, table
+    # Each colour's K values side by side: a pixel's are gathered at once.
+    table_t, loglik = colour_table(model, data, rows_first=True) or (None, None)
     for a, b in strips(H, height):
         hp = -(-(b - a) // f) * f
         low_rows = slice(a // f, a // f + hp // f)

@@ -344,3 +344,18 @@ def test_pixel_features_equal_the_distinct_colour_features(alpha):
     assert np.array_equal(sample.X[:, :3], want.reshape(H, W, 3)[rows, cols])
     lab = pixel_data(image, xy=1.0, space="lab")
     assert lab.unique_keys is not None  # CIELAB: converted once per distinct colour
+
+
+def test_colour_table_with_rows_first_is_the_transpose():
+    """The (colours, K) table the wide smoothing gathers from holds the values of the
+    (K, colours) one, and log r of each row is log of gmm's responsibilities, clipped."""
+    image, _ = noisy_regions(seed=4)
+    seg = fit(image, space="lab")
+    logr, ll = labelling.colour_table(seg.model, seg.data)
+    logr_t, ll_t = labelling.colour_table(seg.model, seg.data, rows_first=True)
+    assert logr_t.shape == (len(seg.data.color_X), seg.k) and logr_t.flags.c_contiguous
+    np.testing.assert_array_equal(logr_t, logr.T)
+    np.testing.assert_array_equal(ll_t, ll)
+    resp = seg.model.predict_proba(seg.data.color_X)
+    want = np.maximum(np.log(resp.astype(np.float32)), labelling.LOG_FLOOR)
+    np.testing.assert_allclose(logr_t, want, rtol=1e-4, atol=1e-5)
