@@ -106,6 +106,7 @@ class PixelData:
     _lut: np.ndarray | None = None
     _lut_users: int = 0
     _color_XT: np.ndarray | None = None
+    _grid: tuple | None = None
 
     @property
     def n_pixels(self):
@@ -127,6 +128,8 @@ class PixelData:
         """Row of ``color_X`` (the distinct colours) of every pixel of image rows a:b:step,
         columns ::step: (rows, cols) int32 (8-bit images with ``color_X`` only; invisible
         pixels get an arbitrary row)."""
+        if self._grid is not None and step == self._grid[0] and a % step == 0:
+            return self._grid[1][a // step : a // step + len(range(a, b, step))]
         pixels8 = self.pixels8[a:b] if step == 1 else self.pixels8[a:b:step, ::step]
         lut = self._lut
         if lut is None and (self.shape[0] * self.shape[1] < SEARCH_PIXELS or not self._lut_users):
@@ -153,6 +156,27 @@ class PixelData:
             self._lut_users -= 1
             if not self._lut_users:
                 self._lut = None
+
+    @contextlib.contextmanager
+    def grid_lookup(self, step):
+        """Within the block, :meth:`colour_rows` of the grid of ``step`` (rows a:b:step
+        from a multiple of ``step``, columns ::step) reads the rows of the grid's pixels
+        looked up on entry through the table of the pass, if one holds it (the pass may
+        then end), instead of by a binary search per pixel later. Invisible pixels get the
+        arbitrary row a search gives them."""
+        if step > 1 and self._lut is not None:
+            rows = self.colour_rows(0, self.shape[0], step)
+            if self.visible is not None:
+                hidden = ~self.visible[::step, ::step]
+                keys = color_keys(self.pixels8[::step, ::step][hidden])
+                found = np.searchsorted(self.unique_keys, keys)
+                rows[hidden] = np.minimum(found, len(self.unique_keys) - 1)
+            rows.flags.writeable = False
+            self._grid = (step, rows)
+        try:
+            yield self
+        finally:
+            self._grid = None
 
     def strip_rgb(self, a, b):
         """Colours (b-a, W, 3) float32 in [0, 1] of image rows [a, b)."""

@@ -91,10 +91,12 @@ class Segmentation:
                 labels, colours, self.options.merge, n_labels=self.k, visible=self.data.visible
             )
         if self.options.merges_regions and self.k > 1:
-            if sampling_step(self.data.shape[0] * self.data.shape[1]) > 1:
-                release_colour_table()
-            release_free_memory()
-            self._describe(labels)
+            step = sampling_step(self.data.shape[0] * self.data.shape[1])
+            with self.data.grid_lookup(step):  # the grid's colours, while the table exists
+                if step > 1:
+                    release_colour_table()
+                release_free_memory()
+                self._describe(labels)
         elif self.min_region > 1 and self.k > 1:
             release_free_memory()
             merge_small_regions(labels, self.min_region, n_labels=self.k, visible=self.data.visible)

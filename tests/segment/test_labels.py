@@ -359,3 +359,25 @@ def test_colour_table_with_rows_first_is_the_transpose():
     resp = seg.model.predict_proba(seg.data.color_X)
     want = np.maximum(np.log(resp.astype(np.float32)), labelling.LOG_FLOOR)
     np.testing.assert_allclose(logr_t, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_grid_lookup_gives_the_rows_of_a_search(alpha, monkeypatch):
+    """Within grid_lookup (rows looked up through the pass's table on entry) the grid's
+    colour rows are those a binary search gives, invisible pixels' arbitrary rows too."""
+    import segment.features
+
+    monkeypatch.setattr(segment.features, "SEARCH_PIXELS", 1)  # a table even when small
+    image, _ = noisy_regions(seed=6, shape=(61, 47), alpha=alpha)
+    image.pixels[::3, ::2] = 255  # a colour of no visible pixel, where some are hidden
+    data = pixel_data(image, space="lab")
+    H = data.shape[0]
+    want = {a: data.colour_rows(a, min(H, a + 9), 3) for a in range(0, H, 9)}
+    with data.strip_pass():
+        data.colour_rows(0, 1)  # the pass's table, as the smoothing makes it
+        assert data._lut is not None
+        with data.grid_lookup(3):
+            assert data._grid is not None
+            for a, rows in want.items():
+                np.testing.assert_array_equal(data.colour_rows(a, min(H, a + 9), 3), rows)
+    assert data._grid is None
