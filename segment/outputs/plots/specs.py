@@ -13,7 +13,6 @@ import numbers
 import numpy as np
 
 from ...color import default_component_colors
-from ...features import FEATURE_NAMES
 from .histograms import density_image, feature_edges, pair_histogram
 
 #: Features drawn in the density figure (pair panels of the first three, and marginals).
@@ -227,7 +226,10 @@ def criterion_spec(selection):
 def density_spec(model, *, X, rgb, weight, space, palette):
     """The spec of NAME.density.png: ``model`` over its feature rows ``X`` (coloured
     ``rgb``, weighted by ``weight``), components in their ``palette`` colours."""
+    # Imported here: the plot worker imports this module but never makes a spec.
     from gmm import full_covariances
+
+    from ...features import FEATURE_NAMES
 
     m = model
     K, D = m.means_.shape
