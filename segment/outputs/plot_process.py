@@ -42,6 +42,10 @@ _HEADER = struct.Struct(">Q")
 #: Seconds an idle worker has to exit after its request pipe is closed.
 _EXIT_GRACE = 2.0
 
+#: Seconds the main process waits for the figures of one request (they take about one; a
+#: stuck worker is ended and the figures are drawn here).
+ANSWER_TIMEOUT = 120.0
+
 
 def write_message(stream, payload):
     """Write one length-prefixed message (bytes) to a binary stream and flush it."""
@@ -95,6 +99,7 @@ class PlotWorker:
     def __init__(self, process):
         self._process = process
         self._tickets = 0
+        self._taken = 0  # tickets below this were answered (or given up)
         self._sender = None
         self._gone = False
 
@@ -103,13 +108,13 @@ class PlotWorker:
         """A new worker, or None if the process cannot be started."""
         import segment
 
-        # The worker imports this very package, wherever it was found.
-        root = str(Path(segment.__file__).resolve().parent.parent)
-        code = (
-            f"import sys; sys.path.insert(0, {root!r}); "
-            "from segment.outputs.plots.worker import main; main()"
-        )
         try:
+            # The worker imports this very package, wherever it was found.
+            root = str(Path(segment.__file__).resolve().parent.parent)
+            code = (
+                f"import sys; sys.path.insert(0, {root!r}); "
+                "from segment.outputs.plots.worker import main; main()"
+            )
             process = subprocess.Popen(
                 [sys.executable, "-c", code],
                 stdin=subprocess.PIPE,
@@ -117,7 +122,7 @@ class PlotWorker:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        except (OSError, ValueError, subprocess.SubprocessError):
+        except (OSError, TypeError, ValueError, subprocess.SubprocessError):
             return None
         return cls(process)
 
@@ -156,32 +161,46 @@ class PlotWorker:
     def result(self, ticket):
         """The PNG bytes (kind -> bytes) of the request ``ticket``; None if the worker is
         gone (the caller draws them itself). An error the worker met is raised here."""
-        self._join_sender()
-        while not self._gone:
-            try:
-                message = read_message(self._process.stdout)
-            except (OSError, ValueError):
-                message = None
-            if message is None:
-                self._gone = True
-                break
-            got, ok, value = pickle.loads(message)
-            if got < ticket:  # drawn for a segmentation that failed after sending it
-                continue
-            if ok:
-                return value
-            raise value
+        # A stuck worker is ended: the request's write and the read below then end too, and
+        # the figures are drawn here.
+        watchdog = threading.Timer(ANSWER_TIMEOUT, self._process.kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self._join_sender()
+            while not self._gone:
+                try:
+                    message = read_message(self._process.stdout)
+                    got, ok, value = pickle.loads(message) if message is not None else (0,) * 3
+                except Exception:  # a broken pipe or answer: the worker cannot be trusted
+                    message = None
+                if message is None:
+                    self._gone = True
+                    break
+                if got < ticket:  # drawn for a segmentation that failed after sending it
+                    continue
+                if ok:
+                    return value
+                raise value
+        finally:
+            watchdog.cancel()
+            self._taken = max(self._taken, ticket + 1)
         return None
 
     def close(self, *, abort=False):
         """End the worker and wait for it: at once with ``abort``, else by closing its
         request pipe (it exits when idle), ending it if it does not exit soon."""
         process = self._process
+        # Figures nobody will take (their segmentation failed) are not waited for.
+        abort = abort or self._taken < self._tickets
+        sender = self._sender
+        if sender is not None and not abort:
+            sender.join(timeout=_EXIT_GRACE)
+            abort = sender.is_alive()
         if abort:
             process.kill()
         else:
             with contextlib.suppress(OSError, ValueError):
-                self._join_sender()
                 process.stdin.close()
             try:
                 process.wait(timeout=_EXIT_GRACE)

@@ -190,6 +190,34 @@ def test_a_dead_worker_is_replaced_by_drawing_here(worker):
     assert PlotJob({"loglik": spec}, worker).pngs() == {"loglik": render("loglik", spec)}
 
 
+def test_a_stuck_worker_is_ended_and_the_figures_drawn_here(worker, monkeypatch):
+    from segment.outputs.plots.render import render
+
+    monkeypatch.setattr(pp, "ANSWER_TIMEOUT", 0.5)
+    # more than a pipe holds: the request's write is stuck too
+    spec = {"history": np.linspace(-2.0, -1.0, 50_000)}
+    os.kill(worker.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    assert PlotJob({"loglik": spec}, worker).pngs() == {"loglik": render("loglik", spec)}
+    assert time.monotonic() - t0 < 30
+    for _ in range(200):
+        if not _alive(worker.pid):
+            break
+        time.sleep(0.01)
+    assert not _alive(worker.pid)
+
+
+def test_closing_a_stuck_worker_does_not_hang(monkeypatch):
+    monkeypatch.setattr(pp, "_EXIT_GRACE", 0.3)
+    w = PlotWorker.start()
+    os.kill(w.pid, signal.SIGSTOP)
+    w.submit({"loglik": {"history": np.linspace(-2.0, -1.0, 50_000)}})  # never read
+    t0 = time.monotonic()
+    w.close()
+    assert time.monotonic() - t0 < 10
+    assert not _alive(w.pid)
+
+
 @pytest.mark.parametrize("use_worker", ["1", "0"])
 def test_cli_plot_error_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys, use_worker):
     """A figure that cannot be drawn (here: a spec broken on purpose) fails the image with
