@@ -29,7 +29,7 @@ the same segments, instead of ever more regions as the pixels (but not the borde
 
 import numpy as np
 
-__all__ = ["coding_length", "merge_gain", "partition_length"]
+__all__ = ["coding_length", "merge_gain", "partition_length", "union_length"]
 
 _LOG2 = np.log(2.0)
 
@@ -89,15 +89,25 @@ def coding_length(n, s, q, eps, *, weight=1.0):
     return bits
 
 
-def merge_gain(n, s, q, i, j, border, eps, boundary_bits, *, weight=1.0, own=None):
+def union_length(n, s, q, i, j, eps, *, weight=1.0):
+    """Bits to code the union of regions ``i`` and ``j`` (arrays of pairs): what region
+    ``i`` costs once ``j`` has joined it."""
+    i = np.asarray(i)
+    j = np.asarray(j)
+    return coding_length(n[i] + n[j], s[i] + s[j], q[i] + q[j], eps, weight=weight)
+
+
+def merge_gain(n, s, q, i, j, border, eps, boundary_bits, *, weight=1.0, own=None, joint=None):
     """ΔL (bits) of merging regions ``i`` with ``j`` (arrays of pairs), each pair sharing
     ``border`` pixels of boundary; negative when the merge shortens the description.
 
-    ``own`` (m,), if given, holds each region's current coding length (saves recomputing).
+    ``own`` (m,), if given, holds each region's current coding length, and ``joint``
+    (pairs,) the unions' (:func:`union_length`); both save recomputing.
     """
     i = np.asarray(i)
     j = np.asarray(j)
-    joint = coding_length(n[i] + n[j], s[i] + s[j], q[i] + q[j], eps, weight=weight)
+    if joint is None:
+        joint = union_length(n, s, q, i, j, eps, weight=weight)
     if own is None:
         li = coding_length(n[i], s[i], q[i], eps, weight=weight)
         lj = coding_length(n[j], s[j], q[j], eps, weight=weight)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .coding import coding_length, merge_gain
+from .coding import coding_length, merge_gain, union_length
 from .speckle import merge_speckle
 
 __all__ = ["MergeResult", "merge_regions", "region_borders", "region_statistics", "relabel"]
@@ -231,6 +231,7 @@ class _Graph:
             self.nb[y][x] = c
         self.best_gain = np.full(m, np.inf)
         self.best_with = np.full(m, -1, dtype=np.int64)
+        self.best_joint = np.zeros(m)  # the union's coding length of the best merge
         self.dirty = np.zeros(m, dtype=bool)
         self.heap = []
         self.count = int(self.alive.sum())
@@ -243,9 +244,10 @@ class _Graph:
         if not pairs:
             return
         a, b, length = (np.array(v) for v in zip(*pairs, strict=True))
+        joint = union_length(self.n, self.s, self.q, a, b, self.eps, weight=self.weight)
         gains = merge_gain(
             self.n, self.s, self.q, a, b, length, self.eps, self.bb,
-            weight=self.weight, own=self.own,
+            weight=self.weight, own=self.own, joint=joint,
         )  # fmt: skip
         # The pairs sorted by gain (ties by ids): the first hit of a region is its best.
         order = np.lexsort((b, a, gains))
@@ -256,6 +258,7 @@ class _Graph:
             better = gains[idx] < self.best_gain[r]
             self.best_gain[r[better]] = gains[idx][better]
             self.best_with[r[better]] = other[idx][better]
+            self.best_joint[r[better]] = joint[idx][better]
         self.heap = [
             (float(self.best_gain[r]), int(r), int(self.version[r]))
             for r in np.flatnonzero(self.best_with >= 0)
@@ -263,42 +266,49 @@ class _Graph:
         heapq.heapify(self.heap)
 
     def gains_with(self, i, others):
+        """ΔL of merging ``i`` with each of ``others`` (sorted ids), and the unions' lengths."""
         others = np.fromiter(others, dtype=np.int64, count=len(others))
         nbi = self.nb[i]
         border = np.fromiter((nbi[k] for k in others.tolist()), dtype=np.float64, count=len(others))
         idx = np.full(len(others), i)
+        joint = union_length(self.n, self.s, self.q, idx, others, self.eps, weight=self.weight)
         g = merge_gain(
             self.n, self.s, self.q, idx, others, border, self.eps, self.bb,
-            weight=self.weight, own=self.own,
+            weight=self.weight, own=self.own, joint=joint,
         )  # fmt: skip
-        return others, g
+        return others, g, joint
 
-    def _set_best(self, r, gain, partner):
+    def _set_best(self, r, gain, partner, joint=np.nan):
         self.dirty[r] = False
         self.best_gain[r] = gain
         self.best_with[r] = partner
+        self.best_joint[r] = joint
         self.version[r] += 1
         if partner >= 0:
             heapq.heappush(self.heap, (gain, r, int(self.version[r])))
 
-    def _recompute(self, r):
+    def _best_of(self, r):
+        """``r``'s cheapest merge, recomputed (the first neighbour by id among equals)."""
         if not self.nb[r]:
             self._set_best(r, np.inf, -1)
-            return
-        others, g = self.gains_with(r, sorted(self.nb[r]))
+            return None
+        others, g, joint = self.gains_with(r, sorted(self.nb[r]))
         best = int(np.argmin(g))
-        self._set_best(r, float(g[best]), int(others[best]))
+        self._set_best(r, float(g[best]), int(others[best]), float(joint[best]))
+        return others, g, joint
 
-    def merge(self, i, j, gain, push=True):
-        """j joins i (or i joins j: the region with more neighbours survives)."""
+    def merge(self, i, j, gain):
+        """j joins i (or i joins j: the region with more neighbours survives), i's current
+        cheapest merge."""
+        # The union's length, computed with the gain from the same (current) statistics:
+        # n[i] + n[j] there is n[j] + n[i] here, the same bits.
+        own = self.best_joint[i]
         if len(self.nb[j]) > len(self.nb[i]):
             i, j = j, i
         self.n[i] += self.n[j]
         self.s[i] += self.s[j]
         self.q[i] += self.q[j]
-        self.own[i] = coding_length(
-            self.n[i : i + 1], self.s[i : i + 1], self.q[i : i + 1], self.eps, weight=self.weight
-        )[0]
+        self.own[i] = own
         self.alive[j] = False
         ni = self.nb[i]
         ni.pop(j, None)
@@ -314,18 +324,13 @@ class _Graph:
         self.count -= 1
         self.merges.append((i, j))
         self.gains.append(gain)
-        if not push:
+        found = self._best_of(i)
+        if found is None:
             return i
-        if not ni:
-            self._set_best(i, np.inf, -1)
-            return i
-        others, g = self.gains_with(i, sorted(ni))
-        best = int(np.argmin(g))
-        self._set_best(i, float(g[best]), int(others[best]))
-        for k, gk in zip(others.tolist(), g.tolist(), strict=True):
+        for k, gk, jk in zip(*(a.tolist() for a in found), strict=True):
             partner = self.best_with[k]
             if gk < self.best_gain[k] or (gk == self.best_gain[k] and not self.dirty[k]):
-                self._set_best(k, gk, i)
+                self._set_best(k, gk, i, jk)
             elif partner == i or partner == j:
                 # k's cheapest merge got dearer: its old gain is a lower bound of the new
                 # best (no other pair of k changed). Queue k at that bound; it is
@@ -348,7 +353,7 @@ class _Graph:
             if not self.alive[r] or v != self.version[r]:
                 continue
             if self.dirty[r]:
-                self._recompute(r)
+                self._best_of(r)
                 continue
             self.merge(r, int(self.best_with[r]), gain)
 

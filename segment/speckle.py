@@ -19,6 +19,7 @@ that neighbour), so the coding lengths cost a few batched calls per window.
 """
 
 import heapq
+import itertools
 
 import numpy as np
 
@@ -163,9 +164,10 @@ class _Speckle:
         with more than one neighbour and no guess in ``guesses`` that is still a neighbour
         (all of them without ``guesses``), and region ``first``."""
         queue, g, size = self.queue, self.g, self.size
-        stop = min(len(queue), self.pos + self.window)
+        k = self.window
+        due = heapq.merge(_smallest(self.pending, k), queue[self.pos : self.pos + k])
         regions = [] if first is None else [first]
-        for s_, r in _smallest(self.pending, self.window) + queue[self.pos : stop]:
+        for s_, r in itertools.islice(due, k):
             d = g.nb[r]
             if g.alive[r] and s_ == size[r] and len(d) > 1:
                 if guesses is None or guesses.get(r, -1) not in d:
