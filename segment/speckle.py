@@ -15,7 +15,9 @@ it. Then every merge's gains are computed again from what it saw, in one batch: 
 the gains the one-at-a-time clean-up computes at that turn. The merges up to the first wrong
 guess stand; the others are undone and the wrong one is made with its true partner. Most
 guesses hold (a speckle's cheapest neighbour seldom changes because another speckle joined
-that neighbour), so the coding lengths cost a few batched calls per window.
+that neighbour), so the coding lengths cost a few batched calls per window. A merge that
+saw the same statistics rows as its guess (nothing near it merged since) takes the gains
+the guess computed.
 """
 
 import heapq
@@ -42,6 +44,10 @@ def _smallest(heap, k):
             if c < len(heap):
                 heapq.heappush(front, (heap[c], c))
     return out
+
+
+def _pair_keys(rows_r, rows_k):
+    return (np.asarray(rows_r, dtype=np.int64) << 32) | np.asarray(rows_k, dtype=np.int64)
 
 
 class _History:
@@ -95,6 +101,7 @@ class _Speckle:
         self.pos = 0
         self.pending = []  # regions merged and still small: (size, id), a heap
         self.window = _FIRST_WINDOW
+        self.known = []  # this window's gains so far: (pair keys, gains)
 
     # -- the order ------------------------------------------------------------------------
 
@@ -175,8 +182,30 @@ class _Speckle:
         if not regions:
             return {}
         deg, rows_r, rows_k, others, border = self._pairs(regions)
-        best = self._cheapest(deg, others, self._gains(rows_r, rows_k, border))
+        gains = self._gains(rows_r, rows_k, border)
+        self.known.append((_pair_keys(rows_r, rows_k), gains))
+        best = self._cheapest(deg, others, gains)
         return dict(zip(regions, others[best].tolist(), strict=True))
+
+    def _gains_seen(self, rows_r, rows_k, border):
+        """:meth:`_gains`, taken from this window's guesses where they computed the same
+        pair of rows (rows are not reused within a window: the same statistics and border)."""
+        keys = _pair_keys(rows_r, rows_k)
+        known_keys = np.concatenate([k for k, _ in self.known])
+        if not len(known_keys):
+            return self._gains(rows_r, rows_k, border)
+        order = np.argsort(known_keys)
+        known_keys = known_keys[order]
+        known = np.concatenate([g for _, g in self.known])[order]
+        at = np.minimum(np.searchsorted(known_keys, keys), len(known_keys) - 1)
+        hit = known_keys[at] == keys
+        gains = np.empty(len(keys))
+        gains[hit] = known[at[hit]]
+        miss = ~hit
+        if miss.any():
+            border = np.asarray(border, dtype=np.float64)
+            gains[miss] = self._gains(rows_r[miss], rows_k[miss], border[miss])
+        return gains
 
     # -- merges, undone on a wrong guess ---------------------------------------------------
 
@@ -220,6 +249,7 @@ class _Speckle:
 
     def window_pass(self):
         """Merge the next window of regions; False when none is left."""
+        self.known = [(np.zeros(0, dtype=np.int64), np.zeros(0))]
         guesses = self._guess()
         pending0 = list(self.pending)
         ops, log, steps = [], [], []
@@ -248,7 +278,7 @@ class _Speckle:
             self._requeue(steps[-1][2][0], ops)
         if not steps:
             return False
-        gains = self._gains(np.array(rows_r), np.array(rows_k), border)
+        gains = self._gains_seen(np.array(rows_r), np.array(rows_k), border)
         others = np.array(others, dtype=np.int64)
         best = self._cheapest(deg, others, gains)
         true, gain = others[best].tolist(), gains[best].tolist()
