@@ -166,12 +166,13 @@ class _Speckle:
                 best[t] = lo + by_id[np.argmin(gains[sl][by_id])]
         return best
 
-    def _guess(self, first=None, guesses=None):
+    def _guess(self, first=None, guesses=None, ahead=None):
         """Cheapest partner of the next regions due (state now), {region: partner}: those
-        with more than one neighbour and no guess in ``guesses`` that is still a neighbour
-        (all of them without ``guesses``), and region ``first``."""
+        of the next ``ahead`` (default: a window) with more than one neighbour and no guess
+        in ``guesses`` that is still a neighbour (all of them without ``guesses``), and
+        region ``first``."""
         queue, g, size = self.queue, self.g, self.size
-        k = self.window
+        k = self.window if ahead is None else ahead
         due = heapq.merge(_smallest(self.pending, k), queue[self.pos : self.pos + k])
         regions = [] if first is None else [first]
         for s_, r in itertools.islice(due, k):
@@ -265,7 +266,7 @@ class _Speckle:
             else:
                 p = guesses.get(r, -1)
                 if p not in d:
-                    guesses.update(self._guess(r, guesses))
+                    guesses.update(self._guess(r, guesses, self.window - len(steps)))
                     p = guesses[r]
             # What the one-at-a-time clean-up sees at this turn, for the check.
             deg.append(len(d))
