@@ -137,3 +137,43 @@ def test_speckle_cleanup_with_gains_that_are_not_numbers():
     assert np.isnan(gains).any()
     np.testing.assert_array_equal(result.merges[: result.pre], merges)
     np.testing.assert_array_equal(np.isnan(result.gains[: result.pre]), np.isnan(gains))
+
+
+def state_after(stats, edges, merges):
+    """Statistics and borders after ``merges`` (pairs: the second joins the first), summed
+    in that order as the merging does (borders are pixel counts here: exact in any order)."""
+    n, s, q = (a.copy() for a in stats)
+    root = np.arange(len(n))
+    for i, j in merges:
+        n[i] += n[j]
+        s[i] += s[j]
+        q[i] += q[j]
+        n[j] = 0
+        root[root == j] = i
+    border = {}
+    for a, b, c in zip(*edges, strict=True):
+        ra, rb = int(root[a]), int(root[b])
+        if ra != rb:
+            key = (min(ra, rb), max(ra, rb))
+            border[key] = border.get(key, 0) + int(c)
+    keys = sorted(border)
+    a = np.array([k[0] for k in keys], dtype=np.int64)
+    b = np.array([k[1] for k in keys], dtype=np.int64)
+    return (n, s, q), (a, b, np.array([border[k] for k in keys], dtype=np.int64))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_final_cleanup_matches_one_at_a_time(seed):
+    # The default cut: best-first merging, then regions under min_size join their
+    # cheapest neighbour; that last pass against the reference, from the state it starts in.
+    feats, regions, n = speckled(seed, shape=(40, 50), D=3)
+    stats = region_statistics(feats, regions, n)[:3]
+    edges = region_borders(regions, n)
+    kw = {"eps": 1.0, "boundary_bits": 0.5, "weight": 1.0}
+    result = merge_regions(*stats, edges, min_size=80.0, pre_size=3.0, **kw)
+    start = result.pre + result.greedy
+    assert len(result.merges) - start > 5
+    after, after_edges = state_after(stats, edges, result.merges[:start])
+    merges, gains = reference_cleanup(*after, after_edges, min_size=80.0, **kw)
+    np.testing.assert_array_equal(result.merges[start:], merges)
+    np.testing.assert_allclose(result.gains[start:], gains, rtol=1e-12, atol=1e-9)
