@@ -10,18 +10,13 @@ from segment.coding import partition_length
 from segment.hierarchy import merge_regions, region_borders, region_statistics, relabel
 from segment.mdl import describe_regions, edge_cost, edge_strength
 from segment.pipeline import segment_regions
+from tests.support.regions import regions_of
 
 
 def random_regions(seed, shape=(17, 23), n_labels=4):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_labels, shape)
-    regions = np.zeros(shape, np.int32)
-    n = 0
-    for k in range(n_labels):
-        lab, m = ndimage.label(labels == k)
-        regions[lab > 0] = lab[lab > 0] + n
-        n += m
-    return regions, n
+    return regions_of(labels, n_labels)
 
 
 def naive_borders(regions, weight):

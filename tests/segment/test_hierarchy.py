@@ -13,6 +13,7 @@ from segment.hierarchy import merge_regions, region_borders, region_statistics, 
 from segment.mdl import describe_regions
 from segment.metrics import compare_labels
 from segment.pipeline import segment_regions
+from tests.support.regions import regions_of
 
 
 def naive_length(X, eps):
@@ -107,12 +108,7 @@ def _setup(seed, shape=(18, 22), n_labels=4, D=3):
         .repeat(shape[1] // 3 + 1, 1)[: shape[0], : shape[1]]
     )
     labels = rng.integers(0, n_labels, shape)
-    regions = np.zeros(shape, np.int32)
-    n = 0
-    for k in range(n_labels):
-        lab, m = ndimage.label(labels == k)
-        regions[lab > 0] = lab[lab > 0] + n
-        n += m
+    regions, n = regions_of(labels, n_labels)
     return feats, regions, n
 
 

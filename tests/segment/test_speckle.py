@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import ndimage
 
 from segment.coding import merge_gain
 from segment.hierarchy import merge_regions, region_borders, region_statistics
+from tests.support.regions import regions_of
 
 
 def reference_cleanup(n, s, q, edges, *, eps, boundary_bits, weight, min_size):
@@ -54,12 +54,7 @@ def speckled(seed, shape=(24, 30), D=3, n_labels=3, ties=False):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_labels, shape)
     labels[: shape[0] // 2, : shape[1] // 2] = 0  # one large region among the speckle
-    regions = np.zeros(shape, np.int32)
-    n = 0
-    for k in range(n_labels):
-        lab, m = ndimage.label(labels == k)
-        regions[lab > 0] = lab[lab > 0] + n
-        n += m
+    regions, n = regions_of(labels, n_labels)
     colours = rng.normal(0, 10, (n_labels, D))
     feats = colours[labels]
     if not ties:
